@@ -1,0 +1,67 @@
+"""Settings of the streaming side, read from the environment once at each entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["KafkaSettings", "WorkerSettings", "dead_letter_topic_for"]
+
+
+def dead_letter_topic_for(topic: str) -> str:
+    return f"{topic}.dead-letters"
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how to talk to it (production brokers need the security fields)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    rollout_topic: str = "rollout-events"
+    dead_letter_topic: str | None = Field(default=None, description="default: <rollout_topic>.dead-letters")
+    topic_partitions: int = Field(default=4, ge=1)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.dead_letter_topic or dead_letter_topic_for(self.rollout_topic)
+
+    def aiokafka_kwargs(self) -> dict[str, object]:
+        """Security keyword arguments for aiokafka clients; empty for a plaintext broker."""
+        kwargs: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kwargs["sasl_plain_username"] = self.kafka_sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return kwargs
+
+
+class WorkerSettings(KafkaSettings):
+    """The ingestion worker: where the lake is, and when sessions are batched and finalized."""
+
+    lake_uri: str = "./lake"
+    worker_group: str = "rollout-lake"
+    # Batches: whichever limit is hit first triggers a commit.
+    batch_max_rows: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    batch_max_latency_s: float = Field(default=1.0, gt=0)
+    # Sessions: finalized after session_end + outcome reward, or session_end + this grace.
+    reward_grace_s: float = Field(default=300.0, ge=0)
+    # Sessions with no events for this long become `abandoned`.
+    idle_timeout_s: float = Field(default=3600.0, gt=0)
+    timer_interval_s: float = Field(default=2.0, gt=0)
+    store: str = Field(default="memory://", description="Faust table store; rocksdb:// in production")
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real embedded broker (one per test session) and temp lakes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streams.broker import EmbeddedBroker, create_topics, free_port
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One real Tansu broker for the whole test session, on a free port."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(port=free_port(), log_path=log) as running:
+        yield running
+
+
+_topic_counter = itertools.count()
+
+
+@pytest.fixture
+def topic_factory(broker: EmbeddedBroker) -> Callable[..., str]:
+    """Creates a fresh topic (and its dead-letter topic) per call, so tests never share data."""
+
+    def make(partitions: int = 4, *, prefix: str = "rollouts") -> str:
+        name = f"{prefix}-{next(_topic_counter)}-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap_servers, {name: partitions, f"{name}.dead-letters": 1})
+        return name
+
+    return make
+
+
+@pytest.fixture
+def lake_uri_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """A fresh, empty lake directory per call."""
+
+    def make() -> str:
+        return str(tmp_path_factory.mktemp("lake"))
+
+    return make
