@@ -65,3 +65,8 @@ class WorkerSettings(KafkaSettings):
     timer_interval_s: float = Field(default=2.0, gt=0)
     store: str = Field(default="memory://", description="Faust table store; rocksdb:// in production")
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    broker_session_timeout_s: float = Field(default=6.0, gt=0)
+    broker_heartbeat_interval_s: float = Field(default=1.5, gt=0)
+    web_enabled: bool = False
+    web_port: int = 6066

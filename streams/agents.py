@@ -1,0 +1,87 @@
+"""Faust topics, the session-state table, the ingest agent and its timers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streams.app import app, settings
+from streams.ingest import Ingestor
+
+__all__ = ["rollout_topic", "dead_letter_topic", "session_state", "ingest", "ingestor"]
+
+log = logging.getLogger(__name__)
+
+rollout_topic = app.topic(
+    settings.rollout_topic,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+dead_letter_topic = app.topic(
+    settings.dlq_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=1
+)
+
+# Small per-session state (see streams.assembly); whole message lists never go to the changelog.
+session_state = app.Table(
+    "session-state",
+    default=None,
+    key_type=str,
+    value_type=dict,
+    partitions=settings.topic_partitions,
+)
+
+
+async def _send_dead_letter(key: bytes | None, value: bytes | None, headers: dict[str, str]) -> None:
+    await dead_letter_topic.send(key=key, value=value, headers={k: v.encode() for k, v in headers.items()})
+
+
+ingestor = Ingestor(settings, session_state, send_dead_letter=_send_dead_letter)
+
+
+@app.task(on_leader=False)
+async def _start_ingestor() -> None:
+    await ingestor.start()
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    await ingestor.on_assigned((tp.topic, tp.partition) for tp in assigned)
+
+
+@app.on_partitions_revoked.connect
+async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    await ingestor.on_revoked((tp.topic, tp.partition) for tp in revoked)
+
+
+@app.agent(rollout_topic)
+async def ingest(stream: Any) -> None:
+    async for event in stream.noack().events():
+        message = event.message
+        await ingestor.handle(
+            message.key,
+            message.value,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.timestamp,
+            ack=event,
+        )
+
+
+@app.timer(interval=0.1)
+async def _latency_flush() -> None:
+    await ingestor.tick_latency()
+
+
+@app.timer(interval=settings.timer_interval_s)
+async def _session_timers() -> None:
+    await ingestor.tick_sessions()
+
+
+@app.timer(interval=30.0)
+async def _report() -> None:
+    if ingestor.counters:
+        log.info("ingest counters: %s", dict(sorted(ingestor.counters.items())))

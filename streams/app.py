@@ -1,0 +1,54 @@
+"""The Faust application (`faust -A streams.app worker -l info`); agents live in streams.agents."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.settings import WorkerSettings
+
+__all__ = ["app", "settings"]
+
+settings = WorkerSettings()
+
+
+def _credentials(s: WorkerSettings) -> object | None:
+    if s.kafka_sasl_mechanism:
+        password = s.kafka_sasl_password.get_secret_value() if s.kafka_sasl_password else ""
+        ssl_context = None
+        if s.kafka_security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            ssl_context = create_ssl_context(cafile=s.kafka_ssl_cafile)
+        return faust.SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=password,
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    if s.kafka_security_protocol == "SSL":
+        from aiokafka.helpers import create_ssl_context
+
+        return faust.SSLCredentials(create_ssl_context(cafile=s.kafka_ssl_cafile))
+    return None
+
+
+app = faust.App(
+    settings.worker_group,
+    broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+    broker_credentials=_credentials(settings),
+    store=settings.store,
+    autodiscover=["streams.agents"],
+    origin="streams",
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication_factor,
+    # A new group reads the topic from its start: no event published before the worker is lost.
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    # Short timeouts so a crashed worker's partitions move to a live one within seconds.
+    broker_session_timeout=settings.broker_session_timeout_s,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+    broker_rebalance_timeout=settings.broker_session_timeout_s,
+    table_standby_replicas=0,
+    web_enabled=settings.web_enabled,
+    web_port=settings.web_port,
+)

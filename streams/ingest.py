@@ -1,0 +1,229 @@
+"""The ingestion pipeline behind the Faust agent: validate, fold into session state, batch, commit.
+
+Acks are manual: an event is acknowledged (so its Kafka offset may be committed) only after the
+batch holding its rows is committed to Delta. The Delta app transactions, not Kafka's committed
+offsets, decide what is already in the lake, so a crash anywhere replays safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS, MESSAGES
+from lake.writer import LakeWriter
+from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
+from streams.assembly import fold_event, session_row, session_status
+from streams.batch import RowBatch
+from streams.settings import WorkerSettings
+
+__all__ = ["Ingestor"]
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+class Ingestor:
+    """Turns raw records into committed lake rows; one per worker process."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        state: MutableMapping[str, Any],
+        *,
+        send_dead_letter: Callable[[bytes | None, bytes | None, dict[str, str]], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.send_dead_letter = send_dead_letter
+        self.clock = clock
+        self.writer = LakeWriter(settings.lake_uri)
+        self.batch = RowBatch()
+        self.counters: Counter[str] = Counter()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
+        self._in_flight: asyncio.Future[Any] | None = None
+        self._failure: BaseException | None = None
+        # (table, tp) -> last offset already in that table, loaded on partition assignment.
+        self._committed: dict[tuple[str, TP], int] = {}
+        # Sessions not finalized yet, watched by the timer: sid -> last (status, finalized) written.
+        self._pending: dict[str, tuple[str, bool]] = {}
+        self._assigned: set[TP] = set()
+        self._rescan = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.ensure_tables)
+
+    async def on_assigned(self, tps: Iterable[TP]) -> None:
+        """Read each table's committed offsets for newly assigned partitions (Delta is the truth)."""
+        mine = sorted(tp for tp in tps if tp[0] == self.settings.rollout_topic)
+        self._assigned = set(mine)
+        if not mine:
+            return
+
+        def load() -> dict[tuple[str, TP], int]:
+            out = {}
+            for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
+                for tp, offset in self.writer.committed_offsets(table, mine).items():
+                    out[(table, tp)] = offset
+            return out
+
+        self._committed.update(await asyncio.get_running_loop().run_in_executor(self._executor, load))
+        self._rescan = True
+        log.info("assigned %s; lake holds offsets %s", mine, {f"{t}:{p}": o for (t, (_, p)), o in self._committed.items() if t == TURNS})
+
+    async def on_revoked(self, tps: Iterable[TP]) -> None:
+        """Commit what we hold before another worker takes these partitions over."""
+        await self.flush(wait=True)
+        gone = {tp for tp in tps if tp[0] == self.settings.rollout_topic}
+        self._assigned -= gone
+        for sid in [sid for sid in self._pending if (self.settings.rollout_topic, self._partition_of(sid)) in gone]:
+            del self._pending[sid]
+
+    async def stop(self) -> None:
+        await self.flush(wait=True)
+        self._executor.shutdown(wait=True)
+
+    def _partition_of(self, sid: str) -> int:
+        st = self.state.get(sid)
+        return -1 if st is None else st["p"]
+
+    # -- per event --------------------------------------------------------------------------
+
+    def _fresh(self, table: str, tp: TP, offset: int) -> bool:
+        return offset > self._committed.get((table, tp), -1)
+
+    async def handle(self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int, timestamp: float, ack: Any = None) -> None:
+        """Process one record; `ack` (a Faust event) is acknowledged once its batch is committed."""
+        if self._failure is not None:
+            raise self._failure
+        tp = (topic, partition)
+        record_ms = int(timestamp * 1000)
+        batch = self.batch
+        size = len(value or b"") + len(key or b"")
+        try:
+            event = parse_event(value if value is not None else b"", max_bytes=self.settings.max_event_bytes)
+            if key is not None and key != event.session_id.encode():
+                raise EventValidationError(
+                    f"record key {key[:80]!r} does not match session_id {event.session_id!r}; "
+                    "key every record by its session_id so a session stays in one partition"
+                )
+        except EventValidationError as exc:
+            self.counters["dead_letters"] += 1
+            if self._fresh(DEAD_LETTERS, tp, offset):
+                batch.add_dead_letter(str(exc), key, value, topic, partition, offset, record_ms)
+                if self.send_dead_letter is not None:
+                    headers = {"error": str(exc)[:1000], "source": f"{topic}/{partition}/{offset}"}
+                    await self.send_dead_letter(key, value, headers)
+            log.warning("dead letter at %s/%s/%s: %s", topic, partition, offset, exc)
+        else:
+            self.counters[event.type] += 1
+            fold = fold_event(self.state.get(event.session_id), event, partition=partition, offset=offset, record_ms=record_ms)
+            if fold.changed:
+                self.state[event.session_id] = fold.state
+            if fold.duplicate:
+                self.counters["duplicates"] += 1
+            if fold.write_rows:
+                if isinstance(event, Turn):
+                    if self._fresh(TURNS, tp, offset):
+                        batch.add_turn(event, topic, partition, offset, record_ms)
+                elif isinstance(event, (OutcomeReward, Judgment)) and self._fresh(REWARDS, tp, offset):
+                    batch.add_reward(event, topic, partition, offset, record_ms)
+            if fold.changed:
+                self._stage_session(fold.state)
+        batch.track(topic, partition, offset, size, self.clock())
+        if ack is not None:
+            batch.events.append(ack)
+        if len(batch) >= self.settings.batch_max_rows or batch.approx_bytes >= self.settings.batch_max_bytes:
+            await self.flush()
+
+    def _stage_session(self, state: dict[str, Any]) -> None:
+        row = session_row(state, now_ms=int(self.clock() * 1000), reward_grace_s=self.settings.reward_grace_s, idle_timeout_s=self.settings.idle_timeout_s)
+        self.batch.set_session(row)
+        if row["finalized"]:
+            self._pending.pop(row["session_id"], None)
+        else:
+            self._pending[row["session_id"]] = (row["status"], row["finalized"])
+
+    # -- timers -----------------------------------------------------------------------------
+
+    async def tick_latency(self) -> None:
+        """Commit the batch once its oldest record is older than the latency bound."""
+        first = self.batch.first_added
+        if first is not None and self.clock() - first >= self.settings.batch_max_latency_s:
+            await self.flush()
+
+    async def tick_sessions(self) -> None:
+        """Finalize sessions whose reward grace passed and abandon idle ones."""
+        if self._rescan:
+            self._rescan = False
+            assigned = {p for _, p in self._assigned}
+            for sid, st in list(self.state.items()):
+                if st and st.get("p") in assigned and sid not in self._pending:
+                    self._pending[sid] = ("?", False)
+        now_ms = int(self.clock() * 1000)
+        for sid, last in list(self._pending.items()):
+            st = self.state.get(sid)
+            if st is None:
+                self._pending.pop(sid, None)
+                continue
+            current = session_status(st, now_ms=now_ms, reward_grace_s=self.settings.reward_grace_s, idle_timeout_s=self.settings.idle_timeout_s)
+            if current != last:
+                self._stage_session(st)
+                self.batch.touch(self.clock())
+
+    # -- commits ----------------------------------------------------------------------------
+
+    async def flush(self, *, wait: bool = False) -> None:
+        """Hand the current batch to the commit thread (one commit in flight at a time)."""
+        if self._in_flight is not None:
+            await asyncio.shield(self._in_flight)
+        if self._failure is not None:
+            raise self._failure
+        batch, self.batch = self.batch, RowBatch()
+        if batch.first_added is None and not batch.events:
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._commit, batch)
+        self._in_flight = asyncio.ensure_future(self._finish(batch, future))
+        if wait:
+            await asyncio.shield(self._in_flight)
+            if self._failure is not None:
+                raise self._failure
+
+    async def _finish(self, batch: RowBatch, future: "asyncio.Future[dict[str, int]]") -> None:
+        try:
+            written = await future
+        except BaseException as exc:  # the worker must stop: un-acked events replay on restart
+            log.critical("committing a batch to the lake failed: %s", exc)
+            self._failure = exc
+            return
+        finally:
+            self._in_flight = None
+        for event in batch.events:
+            event.ack()
+        for table, n in written.items():
+            self.counters[f"rows_{table}"] += n
+        self.counters["batches"] += 1
+
+    def _commit(self, batch: RowBatch) -> dict[str, int]:
+        """Runs in the commit thread: one Delta commit per table, offsets checked first."""
+        offsets = dict(batch.offsets)
+        written: dict[str, int] = {}
+        for table, rows in batch.tables():
+            written[table] = self.writer.append(table, rows, offsets=offsets)
+        for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
+            for tp, offset in offsets.items():
+                key = (table, tp)
+                self._committed[key] = max(self._committed.get(key, -1), offset)
+        if batch.sessions:
+            written[SESSIONS] = self.writer.upsert_sessions(batch.sessions_table())
+        return written
