@@ -1,0 +1,257 @@
+"""Which sessions and examples a snapshot keeps: SQL over the pinned views, small tables only.
+
+Every session gets one `drop_reason` (the first filter it fails, NULL when kept), then
+best-per-task, the train/val split and the limit; examples are (session, turn) rows. No
+message content is touched here: the heavy pass is the ordered stream in lake/snapshot.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from lake.duck import Lake, check_read_only
+from lake.exceptions import FilterSpecError, QueryError
+from lake.filters import SnapshotSpec, lit, session_predicates
+from lake.formats import POS_SCALE
+
+__all__ = ["select", "val_key_fraction", "DATA_REASONS"]
+
+# Reasons a session is dropped for what its data is, after the filters of filters.py.
+DATA_REASONS = ("no_messages", "invalid_turn", "missing_turns", "nothing_to_salvage",
+                "no_assistant_message", "not_best_for_task", "limit")
+_FAR = 1 << 62
+
+
+def val_key_fraction(seed: int, key: str) -> float:
+    """Where a task falls in [0, 1): sha256 of "seed:key", stable across runs and machines."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
+    """Build the _snap_* tables for `spec`; returns the session and example counts."""
+    q = lake.query
+    if spec.where:
+        try:
+            check_read_only(lake.con, f"SELECT * FROM sessions s WHERE ({spec.where})")
+        except ValueError as exc:
+            raise FilterSpecError(f"--where {spec.where!r} is not one SQL predicate: {exc}") from exc
+    lake.lock_down()
+
+    q(f"""
+        CREATE OR REPLACE TABLE _snap_turn_info AS
+        WITH t AS (
+            SELECT session_id, turn, valid,
+                   lead(turn) OVER (PARTITION BY session_id ORDER BY turn) AS nxt
+            FROM raw_turns
+        )
+        SELECT session_id,
+               min(turn) FILTER (WHERE valid = false) AS first_invalid,
+               least(CASE WHEN min(turn) > 0 THEN 0 END,
+                     min(turn + 1) FILTER (WHERE nxt > turn + 1)) AS first_gap,
+               max(turn) AS max_turn
+        FROM t GROUP BY session_id
+    """)
+    q(f"""
+        CREATE OR REPLACE TABLE _snap_turn_msgs AS
+        SELECT session_id, turn, count(*) AS n,
+               min(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS first_pos,
+               max(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS last_pos
+        FROM raw_messages GROUP BY session_id, turn
+    """)
+
+    preds = session_predicates(spec)
+    reason_case = " ".join(f"WHEN NOT ({p}) THEN {lit(r)}" for r, p in preds)
+    filter_reason = f"CASE {reason_case} END" if preds else "NULL::VARCHAR"
+    salvage = "true" if spec.salvage else "false"
+    try:
+        q(f"""
+            CREATE OR REPLACE TABLE _snap_sessions AS
+            WITH f AS (
+                SELECT s.*, {filter_reason} AS filter_reason FROM sessions s
+            ),
+            b AS (
+                SELECT f.*, ti.first_invalid,
+                       least(ti.first_gap,
+                             CASE WHEN f.num_turns > ti.max_turn + 1 THEN ti.max_turn + 1 END,
+                             CASE WHEN ti.session_id IS NULL AND f.num_turns > 0 THEN 0 END)
+                           AS first_missing,
+                       m.n_msgs, coalesce(m.has_asst, false) AS has_asst
+                FROM f
+                LEFT JOIN _snap_turn_info ti ON ti.session_id = f.session_id
+                LEFT JOIN (SELECT session_id, sum(n) AS n_msgs,
+                                  bool_or(first_pos IS NOT NULL) AS has_asst
+                           FROM _snap_turn_msgs GROUP BY session_id) m
+                       ON m.session_id = f.session_id
+            ),
+            c AS (
+                SELECT b.*, CASE WHEN {salvage} THEN least(first_invalid, first_missing) END AS cut_turn
+                FROM b
+            ),
+            l AS (
+                SELECT c.session_id, max(a.turn) AS last_asst_turn
+                FROM c JOIN _snap_turn_msgs a ON a.session_id = c.session_id
+                WHERE a.first_pos IS NOT NULL AND a.turn < coalesce(c.cut_turn, {_FAR})
+                GROUP BY c.session_id
+            )
+            SELECT c.session_id, c.started_at, c.task_id, c.total_reward, c.achievements_count,
+                   c.achievements, c.env_name, c.model, c.split, c.status,
+                   c.cut_turn, l.last_asst_turn,
+                   CASE
+                       WHEN c.filter_reason IS NOT NULL THEN c.filter_reason
+                       WHEN coalesce(c.n_msgs, 0) = 0 THEN 'no_messages'
+                       WHEN NOT {salvage} AND c.first_invalid IS NOT NULL THEN 'invalid_turn'
+                       WHEN NOT {salvage} AND c.first_missing IS NOT NULL THEN 'missing_turns'
+                       WHEN l.last_asst_turn IS NULL AND c.has_asst THEN 'nothing_to_salvage'
+                       WHEN l.last_asst_turn IS NULL THEN 'no_assistant_message'
+                   END AS drop_reason,
+                   coalesce(json(c.tools)::VARCHAR, '[]') AS tools_json,
+                   to_json({{
+                       'session_id': c.session_id, 'env_name': c.env_name,
+                       'policy_name': c.policy_name, 'model': c.model, 'task_id': c.task_id,
+                       'split': c.split, 'seed': c.seed, 'run_id': c.run_id,
+                       'total_reward': c.total_reward, 'achievements_count': c.achievements_count,
+                       'status': c.status, 'judgment': c.judgment,
+                       'salvaged': c.cut_turn IS NOT NULL
+                   }})::VARCHAR AS meta_json
+            FROM c LEFT JOIN l ON l.session_id = c.session_id
+        """)
+    except QueryError as exc:
+        if spec.where:
+            raise FilterSpecError(f"--where {spec.where!r} failed: {exc}") from exc
+        raise
+
+    order = "started_at NULLS LAST, session_id"
+    if spec.best_per_task:
+        rank = (
+            "row_number() OVER (PARTITION BY coalesce(task_id, chr(0) || session_id) "
+            "ORDER BY total_reward DESC NULLS LAST, achievements_count DESC NULLS LAST, "
+            "last_asst_turn ASC, session_id ASC)"
+        )
+    else:
+        rank = "1"
+    q(f"""
+        CREATE OR REPLACE TABLE _snap_best AS
+        SELECT * FROM (SELECT *, {rank} AS task_rank FROM _snap_sessions WHERE drop_reason IS NULL)
+        WHERE task_rank = 1
+    """)
+    limit = f"WHERE sess_ord < {int(spec.limit)}" if spec.limit is not None else ""
+    q(f"""
+        CREATE OR REPLACE TABLE _snap_ordered AS
+        SELECT * FROM (SELECT *, row_number() OVER (ORDER BY {order}) - 1 AS sess_ord FROM _snap_best)
+        {limit}
+    """)
+
+    keys = q("SELECT sess_ord, task_id, session_id FROM _snap_ordered ORDER BY sess_ord").arrow()
+    keys = keys.read_all() if hasattr(keys, "read_all") else keys
+    task_ids = keys.column("task_id").to_pylist()
+    session_ids = keys.column("session_id").to_pylist()
+    if spec.val_fraction > 0:
+        cache: dict[str, bool] = {}
+        flags = []
+        for task, sid in zip(task_ids, session_ids):
+            key = f"task:{task}" if task is not None else f"session:{sid}"
+            if key not in cache:
+                cache[key] = val_key_fraction(spec.split_seed, key) < spec.val_fraction
+            flags.append(cache[key])
+    else:
+        flags = [False] * len(session_ids)
+    split_tbl = pa.table({"sess_ord": keys.column("sess_ord"), "is_val": pa.array(flags, pa.bool_())})
+    lake.con.register("_snap_split_arrow", split_tbl)
+    q("""
+        CREATE OR REPLACE TABLE _snap_kept AS
+        SELECT o.*, sp.is_val FROM _snap_ordered o JOIN _snap_split_arrow sp USING (sess_ord)
+    """)
+    lake.con.unregister("_snap_split_arrow")
+
+    if spec.granularity == "turn":
+        window = "0" if spec.context_turns is None else f"greatest(a.turn - {int(spec.context_turns)}, 0)"
+        q(f"""
+            CREATE OR REPLACE TABLE _snap_examples AS
+            SELECT row_number() OVER (ORDER BY k.sess_ord, a.turn) - 1 AS ex_ord,
+                   k.session_id, a.turn AS ex_turn, {window} AS win_start,
+                   a.first_pos AS comp_start, a.last_pos AS end_pos, k.is_val
+            FROM _snap_kept k JOIN _snap_turn_msgs a ON a.session_id = k.session_id
+            WHERE a.first_pos IS NOT NULL AND a.turn <= k.last_asst_turn
+        """)
+    else:
+        q("""
+            CREATE OR REPLACE TABLE _snap_examples AS
+            SELECT row_number() OVER (ORDER BY k.sess_ord) - 1 AS ex_ord,
+                   k.session_id, a.turn AS ex_turn, 0 AS win_start,
+                   a.first_pos AS comp_start, a.last_pos AS end_pos, k.is_val
+            FROM _snap_kept k
+            JOIN _snap_turn_msgs a ON a.session_id = k.session_id AND a.turn = k.last_asst_turn
+        """)
+    return counts(lake, spec)
+
+
+def counts(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
+    q = lake.query
+    total = q("SELECT count(*) FROM _snap_sessions").fetchone()[0]
+    dropped = dict(q("""
+        SELECT drop_reason, count(*) FROM _snap_sessions WHERE drop_reason IS NOT NULL
+        GROUP BY ALL ORDER BY drop_reason
+    """).fetchall())
+    passed = q("SELECT count(*) FROM _snap_sessions WHERE drop_reason IS NULL").fetchone()[0]
+    best = q("SELECT count(*) FROM _snap_best").fetchone()[0]
+    kept = q("SELECT count(*) FROM _snap_kept").fetchone()[0]
+    if passed - best:
+        dropped["not_best_for_task"] = passed - best
+    if best - kept:
+        dropped["limit"] = best - kept
+    ex = dict(q("SELECT is_val, count(*) FROM _snap_examples GROUP BY ALL").fetchall())
+    kept_val = q("SELECT count(*) FROM _snap_kept WHERE is_val").fetchone()[0]
+    return {
+        "sessions_total": int(total),
+        "sessions_kept": int(kept),
+        "sessions_train": int(kept - kept_val),
+        "sessions_val": int(kept_val),
+        "dropped": {k: int(v) for k, v in sorted(dropped.items())},
+        "examples": {"train": int(ex.get(False, 0)), "val": int(ex.get(True, 0))},
+    }
+
+
+def kept_stats(lake: Lake) -> dict[str, Any]:
+    """Distributions over the kept sessions (deterministic: exact sums, sorted keys)."""
+    q = lake.query
+
+    def by(column: str) -> dict[str, int]:
+        rows = q(f"SELECT coalesce({column}::VARCHAR, '(none)'), count(*) FROM _snap_kept GROUP BY ALL ORDER BY 1")
+        return {str(k): int(v) for k, v in rows.fetchall()}
+
+    rewards = sorted(r for (r,) in q("SELECT total_reward FROM _snap_kept WHERE total_reward IS NOT NULL").fetchall())
+    ach = sorted(int(a or 0) for (a,) in q("SELECT achievements_count FROM _snap_kept").fetchall())
+    top = q("""
+        SELECT a, count(*) FROM (SELECT unnest(achievements) AS a FROM _snap_kept)
+        GROUP BY a ORDER BY count(*) DESC, a LIMIT 50
+    """).fetchall()
+    return {
+        "by_env": by("env_name"),
+        "by_model": by("model"),
+        "by_split": by("split"),
+        "by_status": by("status"),
+        "salvaged": int(q("SELECT count(*) FROM _snap_kept WHERE cut_turn IS NOT NULL").fetchone()[0]),
+        "tasks": int(q("SELECT count(DISTINCT coalesce(task_id, session_id)) FROM _snap_kept").fetchone()[0]),
+        "reward": _summary(rewards),
+        "achievements_count": _summary(ach),
+        "achievements": {str(a): int(n) for a, n in top},
+    }
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "min": None, "max": None, "mean": None, "median": None}
+    n = len(values)
+    mid = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    return {
+        "count": n,
+        "min": values[0],
+        "max": values[-1],
+        "mean": round(math.fsum(values) / n, 6),
+        "median": mid,
+    }

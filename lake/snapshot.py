@@ -1,0 +1,329 @@
+"""`lake snapshot`: filtered, reproducible JSONL SFT data with a manifest, streamed batch-wise.
+
+Reproducibility: the manifest records the Delta version of every table read and the full
+spec; `--from-manifest` opens exactly those versions (time travel) and rewrites the same
+bytes, checked against the recorded sha256 sums. Output order is by session (started_at,
+session_id), then turn, then message position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lake.duck import Lake, connect
+from lake.exceptions import ManifestError, OutputExistsError, ReproductionMismatchError
+from lake.filters import SnapshotSpec
+from lake.formats import POS_SCALE, LineAssembler, concat_bytes, message_json_sql
+from lake.selection import kept_stats, select
+
+__all__ = [
+    "FILES",
+    "MANIFEST",
+    "build_snapshot",
+    "code_version",
+    "load_manifest",
+    "plan_snapshot",
+    "reproduce_snapshot",
+]
+
+FILES = ("train.jsonl", "val.jsonl", "stats.json")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+DEFAULT_BATCH_ROWS = 131_072
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    try:
+        from importlib.metadata import version
+
+        base = version("rollout-lake")
+    except Exception:  # not installed (running from a source tree)
+        base = "0+unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{base}+g{sha}" if sha else base
+
+
+def stream_sql(spec: SnapshotSpec) -> str:
+    """Message rows of every example, ordered by (example, position in session)."""
+    system = "m.role IN ('system', 'developer')"
+    if spec.include_system:
+        keep_system = f"(NOT {system} OR y.prev_turn IS NULL OR y.prev_turn < e.win_start)"
+        sys_join = "LEFT JOIN _snap_sys y ON y.session_id = m.session_id AND y.pos = m.turn * {P} + m.idx_in_turn"
+    else:
+        keep_system = f"NOT {system}"
+        sys_join = ""
+    sys_join = sys_join.replace("{P}", str(POS_SCALE))
+    if spec.granularity == "turn":
+        meta = "substr(k.meta_json, 1, length(k.meta_json) - 1) || ',\"turn\":' || r.ex_turn || '}'"
+    else:
+        meta = "k.meta_json"
+    carry = ""
+    if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
+        # No system message inside the window: bring the one in effect (the latest before it).
+        carry = f"""
+            UNION ALL
+            SELECT e.ex_ord, e.session_id, c.turn, c.idx_in_turn, e.comp_start, e.end_pos,
+                   e.is_val, e.ex_turn
+            FROM _snap_examples e
+            ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
+            WHERE c.turn < e.win_start
+        """
+    return f"""
+        WITH ex AS (
+            SELECT e.*, unnest(range(e.win_start, e.ex_turn + 1)) AS src_turn FROM _snap_examples e
+        ),
+        rows AS (
+            SELECT e.ex_ord, e.session_id, m.turn, m.idx_in_turn, e.comp_start, e.end_pos,
+                   e.is_val, e.ex_turn
+            FROM ex e
+            JOIN raw_messages m ON m.session_id = e.session_id AND m.turn = e.src_turn
+            {sys_join}
+            WHERE m.turn * {POS_SCALE} + m.idx_in_turn <= e.end_pos AND {keep_system}
+            {carry}
+        )
+        SELECT r.ex_ord, m.role,
+               r.turn * {POS_SCALE} + r.idx_in_turn >= r.comp_start AS in_completion,
+               {message_json_sql("m")} AS j,
+               CASE WHEN r.turn * {POS_SCALE} + r.idx_in_turn = r.end_pos
+                    THEN '],"tools":' || k.tools_json || ',"metadata":' || {meta}
+                         || '}}' || chr(10) END AS tail,
+               r.is_val
+        FROM rows r
+        JOIN raw_messages m ON m.session_id = r.session_id AND m.turn = r.turn
+                           AND m.idx_in_turn = r.idx_in_turn
+        JOIN _snap_kept k ON k.session_id = r.session_id
+        ORDER BY r.ex_ord, r.turn, r.idx_in_turn
+    """
+
+
+def _prepare_system(lake: Lake, spec: SnapshotSpec) -> None:
+    if not spec.include_system:
+        return
+    lake.query(f"""
+        CREATE OR REPLACE TABLE _snap_sys AS
+        SELECT m.session_id, m.turn, m.idx_in_turn, m.turn * {POS_SCALE} + m.idx_in_turn AS pos,
+               lag(m.turn) OVER (PARTITION BY m.session_id, m.role, m.content
+                                 ORDER BY m.turn, m.idx_in_turn) AS prev_turn
+        FROM raw_messages m SEMI JOIN _snap_kept k ON m.session_id = k.session_id
+        WHERE m.role IN ('system', 'developer')
+    """)
+
+
+class _Sink:
+    """One output file: written in bulk, hashed as it goes, renamed into place at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.fh = open(self.tmp, "wb")
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+        self.rows = 0
+
+    def write(self, data: memoryview | bytes, rows: int) -> None:
+        if len(data):
+            self.fh.write(data)
+            self.sha.update(data)
+            self.bytes += len(data)
+        self.rows += rows
+
+    def close(self) -> dict[str, Any]:
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+        return {"sha256": self.sha.hexdigest(), "bytes": self.bytes, "rows": self.rows}
+
+
+def plan_snapshot(lake: Lake, spec: SnapshotSpec, *, with_stats: bool = False) -> dict[str, Any]:
+    """Select sessions and examples without writing; counts (and stats) for --dry-run/--stats-only."""
+    result = {"counts": select(lake, spec)}
+    if with_stats:
+        row = lake.query(f"""
+            WITH ex AS (SELECT e.*, unnest(range(e.win_start, e.ex_turn + 1)) AS src_turn
+                        FROM _snap_examples e)
+            SELECT m.role, count(*) FROM ex e
+            JOIN raw_messages m ON m.session_id = e.session_id AND m.turn = e.src_turn
+            WHERE m.turn * {POS_SCALE} + m.idx_in_turn <= e.end_pos
+              AND ({'true' if spec.include_system else "m.role NOT IN ('system', 'developer')"})
+            GROUP BY ALL ORDER BY 1
+        """).fetchall()
+        roles = {str(r): int(n) for r, n in row}
+        result["stats"] = _stats(lake, result["counts"], sum(roles.values()), roles, approx=True)
+    return result
+
+
+def _stats(lake: Lake, counts: Mapping[str, Any], messages: int, roles: Mapping[str, int],
+           *, approx: bool = False) -> dict[str, Any]:
+    stats = {
+        "sessions": {"total": counts["sessions_total"], "kept": counts["sessions_kept"],
+                     "train": counts["sessions_train"], "val": counts["sessions_val"],
+                     "dropped": counts["dropped"]},
+        "examples": counts["examples"],
+        "messages": {"total": messages, "by_role": dict(sorted(roles.items()))},
+        "kept_sessions": kept_stats(lake),
+    }
+    if approx:
+        # Before system-prompt de-duplication; the written stats.json counts exactly.
+        stats["messages"]["note"] = "upper bound: repeated system prompts not yet removed"
+    return stats
+
+
+def build_snapshot(
+    lake_uri: str,
+    spec: SnapshotSpec,
+    out_dir: str | os.PathLike[str],
+    *,
+    versions: Mapping[str, int] | None = None,
+    force: bool = False,
+    reader: str = "auto",
+    storage_options: Mapping[str, str] | None = None,
+    memory_limit: str | None = "1GB",
+    threads: int | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    progress: bool | None = None,
+    on_log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write train.jsonl, val.jsonl, stats.json and manifest.json to out_dir; returns the manifest."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"--out {out} is a file, expected a directory")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"output directory {out} is not empty; choose another --out or pass --force to overwrite"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    created_at = datetime.now(timezone.utc).isoformat()
+
+    with connect(lake_uri, versions=versions, reader=reader, storage_options=storage_options,  # type: ignore[arg-type]
+                 memory_limit=memory_limit, threads=threads) as lake:
+        counts = select(lake, spec)
+        _prepare_system(lake, spec)
+        total_examples = counts["examples"]["train"] + counts["examples"]["val"]
+        sinks = {"train": _Sink(out / "train.jsonl"), "val": _Sink(out / "val.jsonl")}
+        roles: dict[str, int] = {}
+        messages = 0
+        bar = _progress(total_examples, progress)
+        try:
+            reader_ = lake.query(stream_sql(spec)).fetch_record_batch(batch_rows)
+            assembler = LineAssembler(spec.format)
+            batches = (b for batch in reader_ for b in assembler.feed(batch))
+            for lb in _chain(batches, assembler.finish):
+                val_idx = lb.is_val.nonzero()[0]
+                if len(val_idx):
+                    import pyarrow as pa
+
+                    train_idx = (~lb.is_val).nonzero()[0]
+                    sinks["train"].write(concat_bytes(lb.lines.take(pa.array(train_idx))), len(train_idx))
+                    sinks["val"].write(concat_bytes(lb.lines.take(pa.array(val_idx))), len(val_idx))
+                else:
+                    sinks["train"].write(concat_bytes(lb.lines), len(lb.lines))
+                messages += lb.messages
+                for role, n in lb.roles.items():
+                    roles[role] = roles.get(role, 0) + n
+                if bar is not None:
+                    bar.update(len(lb.lines))
+        finally:
+            if bar is not None:
+                bar.close()
+        files = {f"{name}.jsonl": sink.close() for name, sink in sinks.items()}
+        counts["messages"] = messages
+        stats = _stats(lake, counts, messages, roles)
+        stats_bytes = (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode()
+        stats_sink = _Sink(out / "stats.json")
+        stats_sink.write(stats_bytes, 1)
+        files["stats.json"] = stats_sink.close()
+        versions_read = dict(lake.versions)
+        written = files["train.jsonl"]["rows"] + files["val.jsonl"]["rows"]
+        if written != total_examples:  # pragma: no cover - an invariant, not a user error
+            raise RuntimeError(f"wrote {written} examples, selection had {total_examples}")
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created_at": created_at,
+        "code_version": code_version(),
+        "lake_uri": str(lake_uri),
+        "table_versions": versions_read,
+        "spec": spec.to_dict(),
+        "counts": counts,
+        "files": files,
+    }
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, out / MANIFEST)
+    return manifest
+
+
+def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST
+    try:
+        manifest = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {p} does not exist") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest {p} is not readable JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(f"manifest {p} is not format_version {FORMAT_VERSION}")
+    for key in ("lake_uri", "table_versions", "spec", "files"):
+        if key not in manifest:
+            raise ManifestError(f"manifest {p} has no `{key}`")
+    return manifest
+
+
+def reproduce_snapshot(
+    manifest_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    lake_uri: str | None = None,
+    verify: bool = True,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Rebuild a snapshot from its manifest (same table versions, same spec); check the hashes."""
+    old = load_manifest(manifest_path)
+    spec = SnapshotSpec.from_dict(old["spec"])
+    versions = {k: int(v) for k, v in old["table_versions"].items()}
+    manifest = build_snapshot(lake_uri or old["lake_uri"], spec, out_dir, versions=versions, **kwargs)
+    if verify:
+        bad = [
+            f"{name}: sha256 {manifest['files'][name]['sha256'][:12]}... != {meta['sha256'][:12]}..."
+            for name, meta in old["files"].items()
+            if name in manifest["files"] and manifest["files"][name]["sha256"] != meta.get("sha256")
+        ]
+        if bad:
+            raise ReproductionMismatchError(
+                f"reproduction in {out_dir} differs from {manifest_path}: {'; '.join(bad)} "
+                "(different code_version or a rewritten table history?)"
+            )
+    return manifest
+
+
+def _progress(total: int, enabled: bool | None) -> Any:
+    if enabled is False or total == 0:
+        return None
+    from tqdm import tqdm
+
+    # disable=None: shown only on a terminal unless asked for explicitly.
+    return tqdm(total=total, unit="ex", desc="snapshot", disable=None if enabled is None else False)
+
+
+def _chain(first: Any, then: Callable[[], Any]) -> Any:
+    yield from first
+    yield from then()
+
