@@ -29,7 +29,6 @@ session_state = app.Table(
     "session-state",
     default=None,
     key_type=str,
-    value_type=dict,
     partitions=settings.topic_partitions,
 )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping
@@ -56,6 +58,7 @@ class Ingestor:
         self._pending: dict[str, tuple[str, bool]] = {}
         self._assigned: set[TP] = set()
         self._rescan = False
+        self._commits = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -214,12 +217,21 @@ class Ingestor:
             self.counters[f"rows_{table}"] += n
         self.counters["batches"] += 1
 
+    def _maybe_die(self, at: int | None) -> None:
+        if at is not None and self._commits == at:
+            log.warning("fault injection: SIGKILL at commit %d", at)
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _commit(self, batch: RowBatch) -> dict[str, int]:
         """Runs in the commit thread: one Delta commit per table, offsets checked first."""
         offsets = dict(batch.offsets)
         written: dict[str, int] = {}
+        self._commits += 1
+        self._maybe_die(self.settings.fault_kill_before_commit)
         for table, rows in batch.tables():
             written[table] = self.writer.append(table, rows, offsets=offsets)
+        # After the Delta commit, before the events are acked and their Kafka offsets committed.
+        self._maybe_die(self.settings.fault_kill_after_commit)
         for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
             for tp, offset in offsets.items():
                 key = (table, tp)

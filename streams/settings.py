@@ -68,5 +68,8 @@ class WorkerSettings(KafkaSettings):
     topic_replication_factor: int = Field(default=1, ge=1)
     broker_session_timeout_s: float = Field(default=6.0, gt=0)
     broker_heartbeat_interval_s: float = Field(default=1.5, gt=0)
+    # Fault injection for the crash tests: SIGKILL this process around the Nth Delta commit.
+    fault_kill_before_commit: int | None = None
+    fault_kill_after_commit: int | None = None
     web_enabled: bool = False
     web_port: int = 6066
