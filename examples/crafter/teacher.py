@@ -1,0 +1,166 @@
+"""A scripted Crafter player that reads only the rendered local view: the teacher for SFT data.
+
+It works down a priority list (survive, drink, eat, craft the wood and stone tools, collect,
+place) and plans up to five actions with a breadth-first search over walkable cells.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from crafter import constants
+
+from examples.crafter.game import GameState
+from examples.crafter.tools import MAX_ACTIONS_PER_CALL
+
+__all__ = ["TeacherBrain"]
+
+_WALKABLE = frozenset(constants.walkable)  # grass, sand, path; never lava
+_MOVES = {(-1, 0): "move_left", (1, 0): "move_right", (0, -1): "move_up", (0, 1): "move_down"}
+_DIRS = tuple(_MOVES)
+_TABLE_WOOD = constants.place["table"]["uses"]["wood"]
+_FURNACE_STONE = constants.place["furnace"]["uses"]["stone"]
+_PLACEABLE = {name: frozenset(info["where"]) for name, info in constants.place.items()}
+
+
+def _cells(state: GameState) -> Iterable[tuple[int, int, str]]:
+    half = state.center
+    for dy in range(-half, half + 1):
+        for dx in range(-half, half + 1):
+            yield dx, dy, state.at(dx, dy)
+
+
+def _near(state: GameState, names: set[str], radius: int) -> bool:
+    """Any of `names` within `radius` (Chebyshev, as Crafter's `nearby` for crafting)."""
+    return any(name in names and max(abs(dx), abs(dy)) <= radius for dx, dy, name in _cells(state))
+
+
+def _approach(state: GameState, targets: set[str]) -> list[str] | None:
+    """Moves to stand next to the nearest reachable target, then a move that turns to face it."""
+    start = (0, 0)
+    parents: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        pos = queue.popleft()
+        for d in _DIRS:
+            nxt = (pos[0] + d[0], pos[1] + d[1])
+            if state.at(*nxt) in targets:
+                plan = [_MOVES[d]]
+                while parents[pos] is not None:
+                    pos, move = parents[pos]  # type: ignore[misc]
+                    plan.append(move)
+                plan.reverse()
+                # The last entry turns toward the target; skip it if we already face it.
+                if len(plan) == 1 and d == state.facing:
+                    return []
+                return plan
+            if nxt not in parents and state.at(*nxt) in _WALKABLE:
+                parents[nxt] = (pos, _MOVES[d])
+                queue.append(nxt)
+    return None
+
+
+class TeacherBrain:
+    """Per-episode planner: `plan(state)` -> 1-5 Crafter action names."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._explore = _DIRS[seed % 4]
+        self._turns = 0
+
+    def plan(self, state: GameState) -> list[str]:
+        self._turns += 1
+        actions = self._choose(state)
+        return (actions or ["noop"])[:MAX_ACTIONS_PER_CALL]
+
+    def _choose(self, state: GameState) -> list[str]:
+        inv, done = state.inventory, set(state.achievements)
+        if state.sleeping:
+            return ["sleep"] * MAX_ACTIONS_PER_CALL
+        zombie_adjacent = any(state.at(*d) == "zombie" for d in _DIRS)
+        if zombie_adjacent:
+            return self._interact(state, {"zombie"}, hits=4)
+        if inv["energy"] <= 2 and not _near(state, {"zombie", "skeleton"}, state.center):
+            return ["sleep"] * MAX_ACTIONS_PER_CALL
+        # Urgent needs first, then cheap achievements close by, then the tool chain.
+        if inv["drink"] <= 4 and (plan := self._interact(state, {"water"}, hits=9 - inv["drink"])):
+            return plan
+        if inv["food"] <= 4 and (plan := self._interact(state, {"cow"}, hits=3)):
+            return plan
+        for plan in (self._craft(state), self._place(state)):
+            if plan:
+                return plan
+        if "collect_drink" not in done and (plan := self._interact(state, {"water"}, hits=max(1, 9 - inv["drink"]))):
+            return plan
+        if "eat_cow" not in done and (plan := self._interact(state, {"cow"}, hits=3)):
+            return plan
+        if inv["wood_pickaxe"]:
+            wanted = {"stone"} if inv["stone"] < _FURNACE_STONE + 2 else set()
+            if "collect_coal" not in done:
+                wanted.add("coal")
+            if inv["stone_pickaxe"] and "collect_iron" not in done:
+                wanted.add("iron")
+            if wanted and (plan := self._interact(state, wanted, hits=1)):
+                return plan
+        if inv["wood"] < 6 and (plan := self._interact(state, {"tree"}, hits=1)):
+            return plan
+        return self._wander(state)
+
+    def _interact(self, state: GameState, targets: set[str], *, hits: int) -> list[str] | None:
+        plan = _approach(state, targets)
+        if plan is None:
+            return None
+        return plan + ["do"] * max(1, min(hits, MAX_ACTIONS_PER_CALL - len(plan)))
+
+    def _craft(self, state: GameState) -> list[str] | None:
+        inv = state.inventory
+        wanted = []
+        if not inv["wood_pickaxe"] and inv["wood"] >= 1:
+            wanted.append("make_wood_pickaxe")
+        if not inv["wood_sword"] and inv["wood"] >= 1 + len(wanted):
+            wanted.append("make_wood_sword")
+        if not inv["stone_pickaxe"] and inv["wood"] >= 1 and inv["stone"] >= 1:
+            wanted.append("make_stone_pickaxe")
+        if not inv["stone_sword"] and inv["wood"] >= 2 and inv["stone"] >= 2:
+            wanted.append("make_stone_sword")
+        if not wanted or not _near(state, {"table"}, state.center):
+            return None
+        if _near(state, {"table"}, 1):
+            return wanted
+        return _approach(state, {"table"})
+
+    def _place(self, state: GameState) -> list[str] | None:
+        inv, done = state.inventory, set(state.achievements)
+        if inv["wood"] >= _TABLE_WOOD + 1 and not _near(state, {"table"}, state.center):
+            return self._place_item(state, "table")
+        if inv["sapling"] and "place_plant" not in done:
+            return self._place_item(state, "plant")
+        if inv["stone"] and "place_stone" not in done:
+            return self._place_item(state, "stone")
+        if inv["stone"] >= _FURNACE_STONE and "place_furnace" not in done and _near(state, {"table"}, 1):
+            return self._place_item(state, "furnace")
+        return None
+
+    def _place_item(self, state: GameState, item: str) -> list[str]:
+        where = _PLACEABLE[item]
+        if state.facing_cell in where:
+            return [f"place_{item}"]
+        for d in _DIRS:  # step onto a free cell, which leaves us facing the one beyond it
+            if state.at(*d) in _WALKABLE and state.at(2 * d[0], 2 * d[1]) in where:
+                return [_MOVES[d], f"place_{item}"]
+        return self._wander(state)
+
+    def _wander(self, state: GameState) -> list[str]:
+        """Walk in a straight line until blocked, turning clockwise; fish for saplings on grass."""
+        for _ in range(4):
+            d = self._explore
+            steps = 0
+            while steps < 4 and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) in _WALKABLE:
+                steps += 1
+            if steps:
+                plan = [_MOVES[d]] * steps
+                if "collect_sapling" not in state.achievements and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) == "grass":
+                    plan.append("do")
+                return plan
+            self._explore = _DIRS[(_DIRS.index(d) + 1) % 4]
+        return ["noop"]
