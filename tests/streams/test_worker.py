@@ -84,3 +84,32 @@ def test_pipeline_exact_counts_with_duplicates_shuffle_early_rewards_and_poison(
     assert len(dead) == len(poison)
     assert {d["raw"] for d in dead} == {v for _, v in poison}
     assert all(d["error"] and d["kafka_topic"] == topic and d["kafka_offset"] >= 0 for d in dead)
+
+
+def test_timers_finalize_after_grace_and_abandon_idle_sessions(broker, topic_factory, lake_uri_factory, worker_factory):
+    import json
+
+    def ev(sid, kind, i, **body):
+        return (sid.encode(), json.dumps({"schema_version": 1, "type": kind, "event_id": f"{sid}-{i}", "session_id": sid, **body}).encode())
+
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    records = [
+        ev("silent", "session_start", 0, env_name="crafter"),
+        ev("silent", "turn", 1, turn=0, messages=msgs),
+        ev("no-reward", "session_start", 0, env_name="crafter"),
+        ev("no-reward", "turn", 1, turn=0, messages=msgs),
+        ev("no-reward", "turn", 2, turn=2, messages=msgs),
+        ev("no-reward", "session_end", 3, status="truncated", num_turns=3),
+    ]
+    topic, lake = topic_factory(), lake_uri_factory()
+    publish(broker.bootstrap_servers, topic, records)
+    worker = worker_factory(topic, lake, IDLE_TIMEOUT_S="4", REWARD_GRACE_S="2")
+
+    def rows():
+        return {r["session_id"]: r for r in read(lake, "sessions").to_pylist()} if lake_counts(lake)["sessions"] else {}
+
+    wait_for(lambda: rows().get("silent", {}).get("status") == "abandoned" and rows()["no-reward"]["finalized"], 60, "timers", [worker])
+    got = rows()
+    assert got["silent"]["finalized"] is True and got["silent"]["total_reward"] is None
+    assert got["no-reward"]["status"] == "truncated"
+    assert (got["no-reward"]["num_turns"], got["no-reward"]["turns_received"], got["no-reward"]["missing_turns"]) == (3, 2, 1)
