@@ -189,6 +189,12 @@ def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_EVENT
                 f"event is {len(raw)} bytes, over the {max_bytes}-byte limit; "
                 "split the turn or move large blobs to object storage and send a reference"
             )
+        # Fast path: pydantic-core parses and validates JSON in one pass; errors take the slow
+        # path below, which explains them field by field.
+        try:
+            return _ADAPTER.validate_json(raw)
+        except ValidationError:
+            pass
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

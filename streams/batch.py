@@ -18,6 +18,8 @@ _APPENDED = (MESSAGES, TURNS, REWARDS, DEAD_LETTERS)
 
 
 def _dumps(value: Any) -> str:
+    if not value and isinstance(value, dict):
+        return "{}"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -33,6 +35,7 @@ class RowBatch:
             name: {f.name: [] for f in SCHEMAS[name]} for name in _APPENDED
         }
         self.sessions: dict[str, dict[str, Any]] = {}  # session_id -> latest sessions row
+        self.dirty_sessions: set[str] = set()  # rows built once per batch, at flush
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset folded
         self.events: list[Any] = []  # Faust events to ack once the batch is committed
         self.approx_bytes = 0

@@ -141,16 +141,22 @@ class Ingestor:
                 elif isinstance(event, (OutcomeReward, Judgment)) and self._fresh(REWARDS, tp, offset):
                     batch.add_reward(event, topic, partition, offset, record_ms)
             if fold.changed:
-                self._stage_session(fold.state)
+                batch.dirty_sessions.add(event.session_id)
         batch.track(topic, partition, offset, size, self.clock())
         if ack is not None:
             batch.events.append(ack)
-        if len(batch) >= self.settings.batch_max_rows or batch.approx_bytes >= self.settings.batch_max_bytes:
+        if len(batch) + len(batch.dirty_sessions) >= self.settings.batch_max_rows or batch.approx_bytes >= self.settings.batch_max_bytes:
             await self.flush()
 
-    def _stage_session(self, state: dict[str, Any]) -> None:
+    def _stage_dirty_sessions(self, batch: RowBatch) -> None:
+        for sid in batch.dirty_sessions:
+            state = self.state.get(sid)
+            if state is not None:
+                self._stage_session(state, batch)
+
+    def _stage_session(self, state: dict[str, Any], batch: RowBatch | None = None) -> None:
         row = session_row(state, now_ms=int(self.clock() * 1000), reward_grace_s=self.settings.reward_grace_s, idle_timeout_s=self.settings.idle_timeout_s)
-        self.batch.set_session(row)
+        (batch or self.batch).set_session(row)
         if row["finalized"]:
             self._pending.pop(row["session_id"], None)
         else:
@@ -194,6 +200,7 @@ class Ingestor:
         batch, self.batch = self.batch, RowBatch()
         if batch.first_added is None and not batch.events:
             return
+        self._stage_dirty_sessions(batch)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._commit, batch)
         self._in_flight = asyncio.ensure_future(self._finish(batch, future))
