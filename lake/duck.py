@@ -8,6 +8,7 @@ also how a snapshot is reproduced later (Delta time travel).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,8 +72,11 @@ def current_versions(
 class Lake:
     """An in-memory DuckDB connection whose views read the lake at pinned table versions."""
 
-    def __init__(self, con: Any, lake_uri: str, versions: dict[str, int], reader: str) -> None:
+    def __init__(
+        self, con: Any, lake_uri: str, versions: dict[str, int], reader: str, spill_dir: str | None = None
+    ) -> None:
         self.con = con
+        self.spill_dir = spill_dir
         self.lake_uri = lake_uri
         self.versions = versions
         self.reader = reader
@@ -86,6 +90,8 @@ class Lake:
 
     def close(self) -> None:
         self.con.close()
+        if self.spill_dir:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
 
     def lock_down(self) -> None:
         """No file access outside the lake's tables and no setting changes from here on."""
@@ -181,8 +187,10 @@ def connect(
         con.execute("SET memory_limit = ?", [memory_limit])
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET temp_directory = ?", [temp_directory or tempfile.gettempdir()])
-    lake = Lake(con, lake_uri, pinned, reader)
+    # A private spill directory: DuckDB always allows its temp directory, so never all of /tmp.
+    spill = tempfile.mkdtemp(prefix="lake-duckdb-", dir=temp_directory)
+    con.execute("SET temp_directory = ?", [spill])
+    lake = Lake(con, lake_uri, pinned, reader, spill)
     try:
         if reader == "delta":
             con.execute(f"LOAD '{delta_extension_path()}'")
@@ -205,7 +213,7 @@ def connect(
         for name in VIEWS:
             lake.query(f"DESCRIBE {name}")
     except BaseException:
-        con.close()
+        lake.close()
         raise
     return lake
 

@@ -2,8 +2,9 @@
 
 A line is `{"messages":[...],"tools":[...],"metadata":{...}}` (format `messages`) or
 `{"prompt":[...],"completion":[...],"tools":[...],"metadata":{...}}` (`prompt_completion`).
-Messages follow the OpenAI chat format: `content` is always present (null for a pure tool
-call), `tool_calls`, `tool_call_id` and `name` only when set. No Python object is made per
+Messages follow the OpenAI chat format: `content` is always present (a null content, as in a
+pure tool call, is written as "" because many chat templates concatenate it), `tool_calls`,
+`tool_call_id` and `name` only when set. No Python object is made per
 message: rows arrive ordered by example, and Arrow's list joins assemble whole lines.
 """
 
@@ -26,7 +27,7 @@ def message_json_sql(m: str = "m") -> str:
     """SQL rendering one message row (alias `m`) as a compact OpenAI chat message object."""
     return (
         f"""'{{"role":' || to_json({m}.role)::VARCHAR || ',"content":' || """
-        f"""CASE WHEN {m}.content IS NULL THEN 'null' """
+        f"""CASE WHEN {m}.content IS NULL THEN '""' """
         f"""WHEN {m}.content_is_parts THEN json({m}.content)::VARCHAR """
         f"""ELSE to_json({m}.content)::VARCHAR END """
         f"""|| CASE WHEN {m}.tool_calls IS NULL THEN '' """
