@@ -40,6 +40,43 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tqdm import tqdm
+
+    from streams.importers import count_synth_sessions, read_sft_jsonl, read_synth_sqlite, replay
+    from streams.producer import RolloutPublisher
+
+    if args.source == "sqlite":
+        total, sessions, origin = count_synth_sessions(args.path), read_synth_sqlite(args.path), args.path
+    else:
+        total, sessions = None, read_sft_jsonl(args.files)
+        origin = args.files[0] if len(args.files) == 1 else f"{len(args.files)} files"
+    if not args.debug:
+        # Tansu's refusal of idempotent producers is logged by aiokafka as an ERROR; ours explains it.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    overrides = {k: v for k, v in {"bootstrap_servers": args.bootstrap_servers, "topic": args.topic}.items() if v}
+    publisher = None if args.dry_run else RolloutPublisher.from_env(**overrides)
+
+    async def run():
+        with tqdm(total=total, unit="session", desc="replay", disable=True if args.no_progress else None) as bar:
+            if publisher is None:
+                return await replay(sessions, None, progress=bar)
+            async with publisher:
+                return await replay(sessions, publisher, progress=bar)
+
+    report = asyncio.run(run())
+    for session_id, reason in report.skipped:
+        print(f"skipped session {session_id}: {reason}", file=sys.stderr)
+    target = "validated (dry run)" if publisher is None else f"to {publisher.topic} at {publisher.bootstrap_servers}"
+    line = f"replayed {report.sessions} sessions ({report.events} events) from {origin} {target}"
+    if report.skipped:
+        line += f"; skipped {len(report.skipped)} invalid sessions (listed above)"
+    print(line, flush=True)
+    return 1 if report.skipped else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -51,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=4, help="partitions of the rollout topic")
     p.add_argument("--topic", default=None, help="rollout topic (default: $ROLLOUT_TOPIC or rollout-events)")
     p.set_defaults(func=_broker)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bootstrap-servers", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092")
+    common.add_argument("--topic", default=None, help="default: $ROLLOUT_TOPIC or rollout-events")
+    common.add_argument("--dry-run", action="store_true", help="read and validate only; send nothing")
+    common.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("replay", help="import existing traces as v1 events through Kafka (re-imports add nothing)")
+    sources = p.add_subparsers(dest="source", required=True)
+    s = sources.add_parser("sqlite", parents=[common], help="a synth-ai tracing_v3 SQLite database")
+    s.add_argument("path", help="the .db file")
+    s.set_defaults(func=_replay)
+    j = sources.add_parser("jsonl", parents=[common], help='SFT JSONL files: {"messages": [...], "metadata": {...}} per line')
+    j.add_argument("files", nargs="+", help="one or more .jsonl files")
+    j.set_defaults(func=_replay)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -157,7 +157,7 @@ def build_event(model: type[E], /, **fields: Any) -> E:
         raise EventValidationError(format_validation_error(exc, {"type": kind})) from exc
 
 
-def coerce_event(event: Any) -> BaseModel:
+def coerce_event(event: Any, *, stamp: bool = True) -> BaseModel:
     """An event model or a raw dict (parsed leniently, as the worker would) with ids/ts filled in."""
     if isinstance(event, Mapping):
         data = dict(event)
@@ -172,6 +172,6 @@ def coerce_event(event: Any) -> BaseModel:
             f"got {type(event).__name__}"
         )
     check_json(event.metadata, "metadata")  # type: ignore[attr-defined]
-    if event.ts is None:  # type: ignore[attr-defined]
+    if stamp and event.ts is None:  # type: ignore[attr-defined]
         event = event.model_copy(update={"ts": utcnow()})
     return event

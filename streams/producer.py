@@ -271,9 +271,12 @@ class RolloutPublisher:
         await self._deliver([self._record(event)])
         return event
 
-    async def publish_many(self, events: Iterable[Any]) -> int:
-        """Validate all events first (a bad one sends nothing), then send pipelined and confirm all."""
-        records = [self._record(coerce_event(e)) for e in events]
+    async def publish_many(self, events: Iterable[Any], *, stamp: bool = True) -> int:
+        """Validate all events first (a bad one sends nothing), then send pipelined and confirm all.
+
+        stamp=False leaves a missing ts absent (the worker then uses ingest time), which keeps
+        replayed sources byte-identical from one import to the next."""
+        records = [self._record(coerce_event(e, stamp=stamp)) for e in events]
         await self._deliver(records)
         return len(records)
 
