@@ -39,10 +39,14 @@ class SpooledRecord:
 class Spool:
     """Write-ahead log of unconfirmed events at `path`; open() locks it and returns what is pending."""
 
+    # A long-lived publisher rewrites the file once everything in it is confirmed and it got this big.
+    COMPACT_BYTES = 16 * 1024 * 1024
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = None
         self._pending: dict[str, SpooledRecord] = {}
+        self._written = 0
 
     @property
     def pending(self) -> list[SpooledRecord]:
@@ -97,8 +101,10 @@ class Spool:
     def _write(self, lines: list[str]) -> None:
         if self._file is None:
             raise SpoolError(f"spool {self.path} is not open")
-        self._file.write("".join(lines))
+        text = "".join(lines)
+        self._file.write(text)
         self._file.flush()
+        self._written += len(text)
 
     def append(self, records: list[SpooledRecord]) -> None:
         lines = []
@@ -115,6 +121,8 @@ class Spool:
                 lines.append(json.dumps({"op": "ack", "id": event_id}, separators=(",", ":")) + "\n")
         if lines:
             self._write(lines)
+        if not self._pending and self._written > self.COMPACT_BYTES:
+            self.compact()
 
     def compact(self) -> None:
         """Rewrite the file with only the pending events (empty when everything was delivered)."""
@@ -123,6 +131,7 @@ class Spool:
         self._file.seek(0)
         self._file.truncate()
         self._file.flush()
+        self._written = 0
         pending, self._pending = self.pending, {}
         if pending:
             self.append(pending)

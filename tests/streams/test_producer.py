@@ -339,3 +339,23 @@ def test_outage_mid_session_is_spooled_and_replayed_once_the_broker_is_back(tmp_
     assert [e.type for e in evs] == ["session_start", "turn", "turn", "turn", "session_end", "outcome_reward"]
     assert [e.turn for e in evs[1:4]] == [0, 1, 2]
     assert evs[4].status == "terminated" and evs[4].num_turns == 3  # the game ended fine; delivery failed
+
+
+def test_spool_survives_a_torn_line_and_compacts(tmp_path, monkeypatch):
+    from streams.spool import Spool, SpooledRecord
+
+    path = tmp_path / "s.jsonl"
+    spool = Spool(path)
+    assert spool.open() == []
+    recs = [SpooledRecord(f"e{i}", "t", b"k", b'{"x":%d}' % i) for i in range(3)]
+    spool.append(recs)
+    spool.ack(["e0"])
+    spool.close()
+    with open(path, "a") as fh:
+        fh.write('{"op":"event","id":"e9","topic"')  # a crash mid-write
+    again = Spool(path)
+    assert again.open() == recs[1:]
+    monkeypatch.setattr(Spool, "COMPACT_BYTES", 10)
+    again.ack(["e1", "e2"])  # all confirmed and over the size: rewritten empty
+    assert path.read_text() == ""
+    again.close()
