@@ -1,0 +1,31 @@
+"""Experiment comparison straight from the lake."""
+
+from __future__ import annotations
+
+import math
+
+from lake.compare import compare_runs
+from lake.duck import connect
+from streams.offline import write_events
+from streams.synthetic import make_sessions
+
+
+def test_compare_groups_by_model_and_run_with_intervals(tmp_path):
+    lake = str(tmp_path / "lake")
+    base = make_sessions(6, 3, seed=1, run_id="base")
+    tuned = make_sessions(4, 3, seed=2, run_id="tuned")
+    write_events(lake, [e for s in base + tuned for e in s.events])
+    with connect(lake) as con:
+        rows = compare_runs(con, by=("run_id",))
+    by_run = {r["run_id"]: r for r in rows}
+    assert [r["run_id"] for r in rows] == ["base", "tuned"]
+    assert by_run["base"]["sessions"] == 6 and by_run["tuned"]["sessions"] == 4
+    rewards = [e["total_reward"] for s in base for e in s.events if e["type"] == "outcome_reward"]
+    mean = sum(rewards) / len(rewards)
+    assert math.isclose(by_run["base"]["reward_mean"], mean)
+    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1))
+    assert math.isclose(by_run["base"]["reward_ci95"], 1.96 * std / math.sqrt(len(rewards)))
+    valid = [e["valid"] for s in base for e in s.events if e["type"] == "turn"]
+    # Every session has the same number of turns, so the mean of per-session rates is the overall rate.
+    assert math.isclose(by_run["base"]["valid_tool_call_rate"], sum(valid) / len(valid))
+    assert by_run["base"]["turns_mean"] == 3
