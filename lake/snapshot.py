@@ -220,7 +220,7 @@ def build_snapshot(
         messages = 0
         bar = _progress(total_examples, progress)
         try:
-            reader_ = lake.query(stream_sql(spec)).fetch_record_batch(batch_rows)
+            reader_ = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
             assembler = LineAssembler(spec.format)
             batches = (b for batch in reader_ for b in assembler.feed(batch))
             for lb in _chain(batches, assembler.finish):
