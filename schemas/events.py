@@ -49,7 +49,7 @@ Metadata = dict[str, Any]
 
 class _Strict(BaseModel):
     # Unknown fields are refused so a typo ("rewrad") is caught at the edge, not lost.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ToolFunction(_Strict):

@@ -47,7 +47,12 @@ async def _start_ingestor() -> None:
 
 @app.on_partitions_assigned.connect
 async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    await ingestor.on_assigned((tp.topic, tp.partition) for tp in assigned)
+    mine = [tp for tp in assigned if tp.topic == settings.rollout_topic]
+    ends = await app.consumer.highwaters(*mine) if mine else {}
+    await ingestor.on_assigned(
+        [(tp.topic, tp.partition) for tp in assigned],
+        log_ends={(tp.topic, tp.partition): end for tp, end in ends.items()},
+    )
 
 
 @app.on_partitions_revoked.connect

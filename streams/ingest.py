@@ -19,16 +19,20 @@ from typing import Any
 
 from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS, MESSAGES
 from lake.writer import LakeWriter
-from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
+from schemas import EventValidationError, RolloutLakeError, Judgment, OutcomeReward, Turn, parse_event
 from streams.assembly import fold_event, session_row, session_status
 from streams.batch import RowBatch
 from streams.settings import WorkerSettings
 
-__all__ = ["Ingestor"]
+__all__ = ["Ingestor", "LogResetError"]
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+
+
+class LogResetError(RolloutLakeError):
+    """The topic's offsets restarted below what the lake already holds."""
 
 
 class Ingestor:
@@ -46,7 +50,8 @@ class Ingestor:
         self.state = state
         self.send_dead_letter = send_dead_letter
         self.clock = clock
-        self.writer = LakeWriter(settings.lake_uri)
+        app_id = f"rollout-lake:{settings.topic_epoch}" if settings.topic_epoch else "rollout-lake"
+        self.writer = LakeWriter(settings.lake_uri, app_id=app_id)
         self.batch = RowBatch()
         self.counters: Counter[str] = Counter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
@@ -65,8 +70,12 @@ class Ingestor:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.ensure_tables)
 
-    async def on_assigned(self, tps: Iterable[TP]) -> None:
-        """Read each table's committed offsets for newly assigned partitions (Delta is the truth)."""
+    async def on_assigned(self, tps: Iterable[TP], log_ends: dict[TP, int] | None = None) -> None:
+        """Read each table's committed offsets for newly assigned partitions (Delta is the truth).
+
+        `log_ends` (next offset per partition) guards against a reset log: if the lake holds
+        offsets the topic never reached, new records would be skipped as already written.
+        """
         mine = sorted(tp for tp in tps if tp[0] == self.settings.rollout_topic)
         self._assigned = set(mine)
         if not mine:
@@ -80,6 +89,14 @@ class Ingestor:
             return out
 
         self._committed.update(await asyncio.get_running_loop().run_in_executor(self._executor, load))
+        for tp, end in (log_ends or {}).items():
+            held = max((o for (t, p), o in self._committed.items() if p == tp), default=-1)
+            if end >= 0 and held >= end:
+                raise LogResetError(
+                    f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic ends at {end}: "
+                    "its log was reset (topic recreated or broker data lost). Set TOPIC_EPOCH to a new "
+                    "value (e.g. TOPIC_EPOCH=2) so the worker ingests it as a new log"
+                )
         self._rescan = True
         log.info("assigned %s; lake holds offsets %s", mine, {f"{t}:{p}": o for (t, (_, p)), o in self._committed.items() if t == TURNS})
 
@@ -156,7 +173,7 @@ class Ingestor:
 
     def _stage_session(self, state: dict[str, Any], batch: RowBatch | None = None) -> None:
         row = session_row(state, now_ms=int(self.clock() * 1000), reward_grace_s=self.settings.reward_grace_s, idle_timeout_s=self.settings.idle_timeout_s)
-        (batch or self.batch).set_session(row)
+        (batch if batch is not None else self.batch).set_session(row)
         if row["finalized"]:
             self._pending.pop(row["session_id"], None)
         else:

@@ -54,6 +54,9 @@ class WorkerSettings(KafkaSettings):
 
     lake_uri: str = "./lake"
     worker_group: str = "rollout-lake"
+    # Bump when the topic's log was reset (topic recreated, a memory broker restarted): offsets
+    # start at 0 again and must not be mistaken for ones the lake already holds.
+    topic_epoch: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     # Batches: whichever limit is hit first triggers a commit.
     batch_max_rows: int = Field(default=50_000, ge=1)
     batch_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
