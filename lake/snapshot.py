@@ -20,7 +20,9 @@ from typing import Any
 from lake.duck import Lake, connect
 from lake.exceptions import ManifestError, OutputExistsError, ReproductionMismatchError
 from lake.filters import SnapshotSpec
-from lake.formats import POS_SCALE, LineAssembler, concat_bytes, message_json_sql
+import pyarrow.compute as pc
+
+from lake.formats import POS_SCALE, concat_bytes, message_json_sql
 from lake.selection import kept_stats, select
 
 __all__ = [
@@ -60,8 +62,8 @@ def code_version() -> str:
     return f"{base}+g{sha}" if sha else base
 
 
-def stream_sql(spec: SnapshotSpec) -> str:
-    """Message rows of every example, ordered by (example, position in session)."""
+def _rows_sql(spec: SnapshotSpec) -> tuple[str, str, str]:
+    """The message rows of every example (CTEs `ex`, `rows`), before rendering."""
     system = "m.role IN ('system', 'developer')"
     if spec.include_system:
         keep_system = f"(NOT {system} OR y.prev_turn IS NULL OR y.prev_turn < e.win_start)"
@@ -74,42 +76,71 @@ def stream_sql(spec: SnapshotSpec) -> str:
         meta = "substr(k.meta_json, 1, length(k.meta_json) - 1) || ',\"turn\":' || r.ex_turn || '}'"
     else:
         meta = "k.meta_json"
+    cols = "m.role, m.content, m.content_is_parts, m.tool_calls, m.tool_call_id, m.name"
     carry = ""
     if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
         # No system message inside the window: bring the one in effect (the latest before it).
         carry = f"""
             UNION ALL
-            SELECT e.ex_ord, e.session_id, c.turn, c.idx_in_turn, e.comp_start, e.end_pos,
-                   e.is_val, e.ex_turn
+            SELECT e.ex_ord, e.session_id, c.turn, c.idx_in_turn, c.pos, e.comp_start, e.end_pos,
+                   e.is_val, e.ex_turn, {{cols}}
             FROM _snap_examples e
             ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
+            JOIN raw_messages m ON m.session_id = c.session_id AND m.turn = c.turn
+                               AND m.idx_in_turn = c.idx_in_turn
             WHERE c.turn < e.win_start
         """
-    return f"""
+    rows = f"""
         WITH ex AS (
             SELECT e.*, unnest(range(e.win_start, e.ex_turn + 1)) AS src_turn FROM _snap_examples e
         ),
         rows AS (
-            SELECT e.ex_ord, e.session_id, m.turn, m.idx_in_turn, e.comp_start, e.end_pos,
-                   e.is_val, e.ex_turn
+            SELECT e.ex_ord, e.session_id, m.turn, m.idx_in_turn,
+                   m.turn * {POS_SCALE} + m.idx_in_turn AS pos, e.comp_start, e.end_pos,
+                   e.is_val, e.ex_turn, {{cols}}
             FROM ex e
             JOIN raw_messages m ON m.session_id = e.session_id AND m.turn = e.src_turn
             {sys_join}
             WHERE m.turn * {POS_SCALE} + m.idx_in_turn <= e.end_pos AND {keep_system}
             {carry}
         )
-        SELECT r.ex_ord, m.role,
-               r.turn * {POS_SCALE} + r.idx_in_turn >= r.comp_start AS in_completion,
-               {message_json_sql("m")} AS j,
-               CASE WHEN r.turn * {POS_SCALE} + r.idx_in_turn = r.end_pos
-                    THEN '],"tools":' || k.tools_json || ',"metadata":' || {meta}
-                         || '}}' || chr(10) END AS tail,
-               r.is_val
+    """
+    return rows, cols, meta
+
+
+def first_rows_sql(spec: SnapshotSpec) -> str:
+    """The first message position of every example (where its line starts)."""
+    rows, _, _ = _rows_sql(spec)
+    return f"""
+        CREATE OR REPLACE TABLE _snap_first AS
+        {rows.replace("{cols}", "m.role")}
+        SELECT ex_ord, min(pos) AS first_pos FROM rows GROUP BY ex_ord
+    """
+
+
+def stream_sql(spec: SnapshotSpec) -> str:
+    """Pieces of JSONL, one per message row, ordered so that concatenating them gives the lines.
+
+    A piece is the message's JSON with the separator before it ("{\"messages\":[" on a
+    line's first message, "," otherwise) and the line's tail after its last message.
+    """
+    rows, cols, meta = _rows_sql(spec)
+    msg = message_json_sql("r")
+    tail = f"""'],"tools":' || k.tools_json || ',"metadata":' || {meta} || '}}' || chr(10)"""
+    if spec.format == "prompt_completion":
+        head = """CASE WHEN r.pos = f.first_pos THEN '{"prompt":[' ELSE '' END
+               || CASE WHEN r.pos = r.comp_start THEN '],"completion":['
+                       WHEN r.pos = f.first_pos THEN '' ELSE ',' END"""
+    else:
+        head = """CASE WHEN r.pos = f.first_pos THEN '{"messages":[' ELSE ',' END"""
+    return f"""
+        {rows.replace("{cols}", cols)}
+        SELECT r.role, r.is_val, r.pos = r.end_pos AS is_last,
+               {head} || {msg} || CASE WHEN r.pos = r.end_pos THEN {tail} ELSE '' END AS piece
         FROM rows r
-        JOIN raw_messages m ON m.session_id = r.session_id AND m.turn = r.turn
-                           AND m.idx_in_turn = r.idx_in_turn
+        JOIN _snap_first f ON f.ex_ord = r.ex_ord
         JOIN _snap_kept k ON k.session_id = r.session_id
-        ORDER BY r.ex_ord, r.turn, r.idx_in_turn
+        ORDER BY r.ex_ord, r.pos
     """
 
 
@@ -220,24 +251,24 @@ def build_snapshot(
         messages = 0
         bar = _progress(total_examples, progress)
         try:
-            reader_ = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
-            assembler = LineAssembler(spec.format)
-            batches = (b for batch in reader_ for b in assembler.feed(batch))
-            for lb in _chain(batches, assembler.finish):
-                val_idx = lb.is_val.nonzero()[0]
-                if len(val_idx):
-                    import pyarrow as pa
-
-                    train_idx = (~lb.is_val).nonzero()[0]
-                    sinks["train"].write(concat_bytes(lb.lines.take(pa.array(train_idx))), len(train_idx))
-                    sinks["val"].write(concat_bytes(lb.lines.take(pa.array(val_idx))), len(val_idx))
+            lake.query(first_rows_sql(spec))
+            stream = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
+            for batch in stream:
+                lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
+                is_val = batch.column("is_val")
+                pieces = batch.column("piece")
+                if pc.any(is_val).as_py():
+                    keep = pc.invert(is_val)
+                    val_lines = int(pc.sum(pc.and_(batch.column("is_last"), is_val)).as_py() or 0)
+                    sinks["train"].write(concat_bytes(pieces.filter(keep)), lines - val_lines)
+                    sinks["val"].write(concat_bytes(pieces.filter(is_val)), val_lines)
                 else:
-                    sinks["train"].write(concat_bytes(lb.lines), len(lb.lines))
-                messages += lb.messages
-                for role, n in lb.roles.items():
-                    roles[role] = roles.get(role, 0) + n
+                    sinks["train"].write(concat_bytes(pieces), lines)
+                messages += batch.num_rows
+                for item in pc.value_counts(batch.column("role")).to_pylist():
+                    roles[str(item["values"])] = roles.get(str(item["values"]), 0) + int(item["counts"])
                 if bar is not None:
-                    bar.update(len(lb.lines))
+                    bar.update(lines)
         finally:
             if bar is not None:
                 bar.close()
