@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +30,30 @@ class _TextEnv(crafter.Env):
     # Nobody looks at the pixels; skipping the renderer makes a step about 3x faster.
     def render(self, size=None):  # noqa: ANN001 - crafter's own signature
         return None
+
+
+# World generation is ~2 s of pure Python; a copy of a freshly reset env takes ~5 ms. Crafter
+# picks creatures to despawn from sets, so even two fresh envs diverge later; a copy is as good.
+_PRISTINE: OrderedDict[tuple[int, int], _TextEnv] = OrderedDict()
+_PRISTINE_LOCK = threading.Lock()
+_PRISTINE_MAX = 64
+
+
+def _fresh_env(seed: int, length: int) -> _TextEnv:
+    """The first-episode world of `seed`, reset and ready to step."""
+    key = (seed, length)
+    with _PRISTINE_LOCK:
+        pristine = _PRISTINE.get(key)
+        if pristine is not None:
+            _PRISTINE.move_to_end(key)
+            return copy.deepcopy(pristine)
+    env = _TextEnv(seed=seed, length=length)
+    env.reset()
+    with _PRISTINE_LOCK:
+        _PRISTINE[key] = copy.deepcopy(env)
+        while len(_PRISTINE) > _PRISTINE_MAX:
+            _PRISTINE.popitem(last=False)
+    return env
 
 
 @dataclass(frozen=True)
@@ -70,26 +97,28 @@ class StepOutcome:
 
 
 class CrafterGame:
-    """One Crafter episode for a seed; `reset()` builds the world (about 2 s, all Python)."""
+    """One Crafter episode on the world of `seed` (the same world on every reset, so task_id names it)."""
 
     def __init__(self, seed: int, *, view_size: int = VIEW_SIZE, length: int = 10_000) -> None:
         if view_size < 3 or view_size % 2 == 0:
             raise ValueError(f"view_size = {view_size}: expected an odd number >= 3")
         self.seed = seed
         self.view_size = view_size
-        self._env = _TextEnv(seed=seed, length=length)
+        self.length = length
+        self._env: _TextEnv | None = None
         self._unlocked: list[str] = []
         self.state: GameState | None = None
 
     def reset(self) -> GameState:
-        self._env.reset()
+        """Start on the seed's world; the first reset of a seed in a process generates it (~2 s)."""
+        self._env = _fresh_env(self.seed, self.length)
         self._unlocked = []
         self.state = self._snapshot(done=False)
         return self.state
 
     def step(self, action_ids: Sequence[int]) -> StepOutcome:
         """Run the actions in order, stopping early when the episode ends."""
-        if self.state is None:
+        if self.state is None or self._env is None:
             raise RuntimeError("call reset() before step()")
         before = dict(self._env._player.inventory)
         outcome = StepOutcome()
@@ -117,6 +146,7 @@ class CrafterGame:
 
     def _snapshot(self, *, done: bool) -> GameState:
         env = self._env
+        assert env is not None
         player = env._player
         semantic = env._sem_view()
         names = _semantic_names(env)
