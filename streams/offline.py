@@ -3,7 +3,8 @@
 For benchmarks and fixtures that need a large lake quickly: the same validation, session
 assembly, row building and exactly-once writer as the worker, fed from memory. Offsets continue
 after what the lake already holds for the given (topic, partition), so repeated calls append.
-Session state lives only for one call, so each call should carry whole sessions.
+`write_events` keeps session state for one call only (whole sessions per call); `OfflineIngest`
+keeps it across calls, like a worker that never restarts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, TURNS
 from streams.ingest import Ingestor
 from streams.settings import WorkerSettings
 
-__all__ = ["write_events"]
+__all__ = ["OfflineIngest", "write_events"]
 
 
 def _encode(event: Any) -> tuple[bytes | None, bytes]:
@@ -31,7 +32,38 @@ def _encode(event: Any) -> tuple[bytes | None, bytes]:
         return event.session_id.encode(), body  # type: ignore[attr-defined]
     if isinstance(event, (bytes, bytearray)):
         return None, bytes(event)
+    if isinstance(event, str):
+        return None, event.encode()
     return str(event.get("session_id", "")).encode() or None, json.dumps(event, separators=(",", ":")).encode()
+
+
+class OfflineIngest:
+    """A worker without Kafka for one lake: session state lives across `write` calls."""
+
+    def __init__(self, lake_uri: str, *, topic: str = "offline", partition: int = 0, batch_rows: int = 200_000,
+                 clock: Any = None, **settings: Any) -> None:
+        self.lake_uri = lake_uri
+        self.tp = (topic, partition)
+        self.clock = clock or time.time
+        self.settings = WorkerSettings(lake_uri=lake_uri, rollout_topic=topic, batch_max_rows=batch_rows, **settings)
+        self.state: dict[str, Any] = {}
+
+    def write(self, events: Iterable[Any]) -> dict[str, int]:
+        """Fold and write events (models, dicts, raw bytes or (key, value) tuples); returns counters."""
+        return asyncio.run(self._write(events))
+
+    async def _write(self, events: Iterable[Any]) -> dict[str, int]:
+        ingestor = Ingestor(self.settings, self.state, clock=self.clock)
+        await ingestor.start()
+        topic, partition = self.tp
+        await ingestor.on_assigned([self.tp])
+        offset = max(ingestor.writer.committed_offsets(t, [self.tp])[self.tp] for t in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS))
+        for event in events:
+            offset += 1
+            key, value = _encode(event)
+            await ingestor.handle(key, value, topic, partition, offset, self.clock())
+        await ingestor.stop()
+        return dict(ingestor.counters)
 
 
 def write_events(
@@ -44,21 +76,6 @@ def write_events(
     now: float | None = None,
     **settings: Any,
 ) -> dict[str, int]:
-    """Fold and write events (models, dicts, raw bytes or (key, value) tuples); returns counters."""
-    return asyncio.run(_write(lake_uri, events, topic, partition, batch_rows, now, settings))
-
-
-async def _write(lake_uri, events, topic, partition, batch_rows, now, settings) -> dict[str, int]:
-    conf = WorkerSettings(lake_uri=lake_uri, rollout_topic=topic, batch_max_rows=batch_rows, **settings)
-    clock = (lambda: now) if now is not None else time.time
-    ingestor = Ingestor(conf, {}, clock=clock)
-    await ingestor.start()
-    tp = (topic, partition)
-    await ingestor.on_assigned([tp])
-    offset = max(ingestor.writer.committed_offsets(t, [tp])[tp] for t in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS))
-    for event in events:
-        offset += 1
-        key, value = _encode(event)
-        await ingestor.handle(key, value, topic, partition, offset, clock())
-    await ingestor.stop()
-    return dict(ingestor.counters)
+    """Fold and write whole sessions in one go; returns counters (see OfflineIngest for more)."""
+    clock = (lambda: now) if now is not None else None
+    return OfflineIngest(lake_uri, topic=topic, partition=partition, batch_rows=batch_rows, clock=clock, **settings).write(events)

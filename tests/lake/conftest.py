@@ -1,4 +1,4 @@
-"""Temp lakes built from wire-format events, written with the worker's own LakeWriter."""
+"""Temp lakes built from wire-format events through the worker's own code path."""
 
 from __future__ import annotations
 
@@ -7,132 +7,28 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TURNS
-from lake.writer import LakeWriter
-from schemas import parse_event
+from streams.offline import OfflineIngest
 
 TOPIC = "rollout-events"
 BASE_TS = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
-
-
-def build_rows(events: list[Any], *, first_offset: int) -> dict[str, list[dict[str, Any]]]:
-    """Table rows for one worker batch of events (partition 0, offsets from first_offset).
-
-    Stand-in for streams/rows.py: swap this body for the worker's pure function when it lands.
-    Sessions rows are only written for sessions that got a start/turn/end in this batch, so a
-    later batch holding just an outcome_reward behaves like a reward after finalization.
-    """
-    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in (SESSIONS, TURNS, MESSAGES, REWARDS, DEAD_LETTERS)}
-    state: dict[str, dict[str, Any]] = {}
-    seen_turns: set[tuple[str, int]] = set()
-    for i, raw in enumerate(events):
-        offset = first_offset + i
-        src = {"kafka_topic": TOPIC, "kafka_partition": 0, "kafka_offset": offset}
-        if isinstance(raw, (bytes, str)):
-            try:
-                ev = parse_event(raw)
-            except ValueError as exc:
-                data = raw.encode() if isinstance(raw, str) else raw
-                rows[DEAD_LETTERS].append(
-                    {"error": str(exc), "key": None, "raw": data, "received_at": BASE_TS, **src}
-                )
-                continue
-        else:
-            ev = parse_event(raw.model_dump(mode="json") if hasattr(raw, "model_dump") else raw)
-        ts = ev.ts or BASE_TS + timedelta(seconds=offset)
-        meta = json.dumps(ev.metadata, sort_keys=True)
-        if ev.type in ("outcome_reward", "judgment"):
-            common = {"session_id": ev.session_id, "kind": ev.type, "event_id": ev.event_id,
-                      "source": ev.source, "ts": ts, "metadata": meta, **src}
-            if ev.type == "outcome_reward":
-                rows[REWARDS].append({**common, "objective": ev.objective, "total_reward": ev.total_reward,
-                                      "achievements": list(ev.achievements)})
-            else:
-                rows[REWARDS].append({**common, "label": ev.label, "score": ev.score, "reason": ev.reason})
-            s = state.get(ev.session_id)
-            if s is not None:
-                if ev.type == "outcome_reward" and ev.objective == "reward":
-                    s["total_reward"] = ev.total_reward
-                    s["achievements"] = list(ev.achievements)
-                elif ev.type == "judgment":
-                    s["judgment"] = ev.label
-                s["last_offset"] = offset
-            continue
-        s = state.setdefault(ev.session_id, {
-            "session_id": ev.session_id, "status": "open", "finalized": False, "achievements": [],
-            "turns": set(), "tools": "[]", "metadata": "{}", "last_offset": offset,
-        })
-        s["last_offset"] = offset
-        s["last_event_at"] = ts
-        if ev.type == "session_start":
-            for key in ("env_name", "policy_name", "model", "task_id", "split", "seed", "run_id"):
-                s[key] = getattr(ev, key)
-            s["tools"] = json.dumps(ev.tools, sort_keys=True)
-            s["metadata"] = meta
-            s["started_at"] = ts
-        elif ev.type == "session_end":
-            s["status"], s["finalized"], s["num_turns"], s["ended_at"] = ev.status, True, ev.num_turns, ts
-        elif ev.type == "turn":
-            if (ev.session_id, ev.turn) in seen_turns:
-                continue
-            seen_turns.add((ev.session_id, ev.turn))
-            s["turns"].add(ev.turn)
-            s["step_reward_sum"] = (s.get("step_reward_sum") or 0.0) + (ev.reward or 0.0)
-            rows[TURNS].append({
-                "session_id": ev.session_id, "turn": ev.turn, "reward": ev.reward,
-                "achievements": list(ev.achievements), "valid": ev.valid, "done": ev.done,
-                "num_messages": len(ev.messages), "ts": ts, "event_id": ev.event_id,
-                "metadata": meta, **src,
-            })
-            for j, msg in enumerate(ev.messages):
-                parts = isinstance(msg.content, list)
-                rows[MESSAGES].append({
-                    "session_id": ev.session_id, "turn": ev.turn, "idx_in_turn": j, "role": msg.role,
-                    "content": json.dumps(msg.content) if parts else msg.content,
-                    "content_is_parts": parts,
-                    "tool_calls": json.dumps([c.model_dump(mode="json") for c in msg.tool_calls])
-                    if msg.tool_calls is not None else None,
-                    "tool_call_id": msg.tool_call_id, "name": msg.name, "ts": ts,
-                    "event_id": ev.event_id, **src,
-                })
-    for s in state.values():
-        turns = s.pop("turns")
-        declared = s.get("num_turns")
-        expected = declared if declared is not None else (max(turns) + 1 if turns else 0)
-        s["turns_received"] = len(turns)
-        s["missing_turns"] = max(expected - len(turns), 0)
-        s["achievements_count"] = len(s["achievements"])
-        s["updated_at"] = s.get("last_event_at")
-        rows[SESSIONS].append(s)
-    return rows
 
 
 @pytest.fixture
 def lake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
     """Writes wire events (models, dicts or raw bytes) to a lake; returns the lake URI.
 
-    Each call is one worker batch; pass `lake=` to append a later batch to the same lake.
+    The rows are made by the worker's own code (streams.offline: validation, session assembly,
+    row batches, the exactly-once writer). Each call is one batch; pass `lake=` to append a later
+    batch to the same lake, with the session state carried over as in a running worker.
     """
-    next_offset: dict[str, int] = {}
+    ingests: dict[str, OfflineIngest] = {}
 
     def make(events: Iterable[Any], *, lake: str | None = None) -> str:
         uri = lake or str(tmp_path_factory.mktemp("lake"))
-        events = list(events)
-        first = next_offset.get(uri, 0)
-        next_offset[uri] = first + len(events)
-        writer = LakeWriter(uri)
-        writer.ensure_tables()
-        offsets = {(TOPIC, 0): first + len(events) - 1} if events else {}
-        for table, table_rows in build_rows(events, first_offset=first).items():
-            if not table_rows:
-                continue
-            if table == SESSIONS:
-                writer.upsert_sessions(pa.Table.from_pylist(table_rows, schema=SCHEMAS[SESSIONS]))
-            else:
-                writer.write_rows(table, table_rows, offsets=offsets)
+        ingest = ingests.setdefault(uri, OfflineIngest(uri, topic=TOPIC))
+        ingest.write(list(events))
         return uri
 
     return make

@@ -31,8 +31,8 @@ def test_late_reward_and_judgment_show_up_on_their_session(lake_factory):
                           "FROM sessions") == [
             (3.0, ["collect_wood", "place_table", "wake_up"], 3, "acceptable", {"accuracy": 0.75, "reward": 3.0})
         ]
-        # The physical row still holds what the worker knew when it finalized the session.
-        assert _one(lake, "SELECT total_reward FROM raw_sessions") == [(1.0,)]
+        # The worker re-upserts the session's physical row with the latest reward too.
+        assert _one(lake, "SELECT total_reward, judgment FROM raw_sessions") == [(3.0, "acceptable")]
         assert _one(lake, "SELECT objective, total_reward FROM latest_rewards ORDER BY 1") == [
             ("accuracy", 0.75), ("reward", 3.0)]
         assert _one(lake, "SELECT judgment FROM latest_judgments") == [("acceptable",)]
