@@ -1,4 +1,4 @@
-"""`python -m lake sql|stats|snapshot|maintain`: query, inspect, export and maintain the lake."""
+"""`python -m lake sql|stats|compare|snapshot|maintain`: query, inspect, export and maintain the lake."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=20, help="rows per breakdown (default 20)")
     _add_common(p)
     p.set_defaults(func=_stats)
+
+    p = sub.add_parser("compare", help="experiments: reward, achievements, valid tool calls per model/run, 95% CIs")
+    p.add_argument("--by", default="model,run_id", help="session columns to group by (default model,run_id)")
+    p.add_argument("--where", default=None, metavar="SQL", help="predicate over the `sessions` view")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _add_common(p)
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("snapshot", help="filtered, reproducible JSONL SFT snapshot + manifest")
     p.add_argument("--out", default=None, help="output directory (must be empty unless --force)")
@@ -209,6 +216,58 @@ def _stats(args: argparse.Namespace) -> int:
         written = write_plots(overview, args.plots)
         print(f"wrote {len(written)} plots to {args.plots}", file=sys.stderr)
     return 0
+
+
+# -- compare --------------------------------------------------------------------------------
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from lake.compare import compare_runs
+    from lake.duck import connect
+
+    with connect(_lake_uri(args), reader=args.reader) as lake:
+        rows = compare_runs(lake, by=tuple(c.strip() for c in args.by.split(",") if c.strip()), where=args.where)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, default=_json_default) + "\n")
+        return 0
+    if args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(rows[0].keys() if rows else [])
+        for row in rows:
+            writer.writerow([_csv_cell(v) for v in row.values()])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title="experiments (mean ± 95% CI)")
+    groups = [c for c in rows[0] if c not in _COMPARE_METRICS] if rows else []
+    for name in [*groups, "sessions", "reward", "achievements", "valid tool calls", "turns"]:
+        view.add_column(name)
+    for r in rows:
+        view.add_row(
+            *[str(r[g]) for g in groups], str(r["sessions"]),
+            _mean_ci(r["reward_mean"], r["reward_ci95"]), _mean_ci(r["achievements_mean"], r["achievements_ci95"]),
+            "-" if r["valid_tool_call_rate"] is None else f"{r['valid_tool_call_rate']:.2f}",
+            "-" if r["turns_mean"] is None else f"{r['turns_mean']:.1f}",
+        )
+    Console().print(view)
+    return 0
+
+
+_COMPARE_METRICS = {
+    "sessions", "reward_mean", "reward_std", "reward_ci95", "achievements_mean", "achievements_std",
+    "achievements_ci95", "valid_tool_call_rate", "turns_mean",
+}
+
+
+def _mean_ci(mean: float | None, ci: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + ("" if ci is None else f" ± {ci:.2f}")
 
 
 # -- snapshot -------------------------------------------------------------------------------

@@ -29,3 +29,19 @@ def test_compare_groups_by_model_and_run_with_intervals(tmp_path):
     # Every session has the same number of turns, so the mean of per-session rates is the overall rate.
     assert math.isclose(by_run["base"]["valid_tool_call_rate"], sum(valid) / len(valid))
     assert by_run["base"]["turns_mean"] == 3
+
+
+def test_compare_command_prints_json_and_refuses_unknown_groups(tmp_path, capsys):
+    import json
+
+    from lake.cli import main
+
+    lake = str(tmp_path / "lake")
+    write_events(lake, [e for s in make_sessions(3, 2, seed=1, run_id="r1") for e in s.events])
+    assert main(["compare", "--lake", lake, "--by", "run_id", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["run_id"], r["sessions"]) for r in rows] == [("r1", 3)]
+    assert main(["compare", "--lake", lake, "--by", "seed"]) == 2
+    assert "cannot group by ['seed']" in capsys.readouterr().err
+    assert main(["compare", "--lake", lake]) == 0
+    assert "experiments" in capsys.readouterr().out
