@@ -6,6 +6,7 @@ Both turn the same chat messages (system prompt + observation) into an assistant
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 from dataclasses import dataclass, field
@@ -125,6 +126,20 @@ class _ModelAgent:
         return decision_from_message(message, raw_text=text)
 
 
+class _StopAfter:
+    """Stop once the new text holds `marker`. (generate's stop_strings costs ~1.5 s per call here.)"""
+
+    def __init__(self, tokenizer: Any, marker: str, prompt_len: int) -> None:
+        self._tok, self._marker, self._start = tokenizer, marker, prompt_len
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        tail = input_ids[0, max(self._start, input_ids.shape[1] - 16):]
+        hit = self._marker in self._tok.decode(tail, skip_special_tokens=True)
+        return torch.full((input_ids.shape[0],), hit, dtype=torch.bool)
+
+
 class ModelPolicy:
     """Greedy generation with a local transformers model (a directory or a GGUF file) on CPU."""
 
@@ -136,6 +151,7 @@ class ModelPolicy:
         self.model = model_name or self.path.name
         self._tokenizer: Any = None
         self._lm: Any = None
+        self._prefix: tuple[Any, Any] | None = None  # (prefix token ids, its KV cache)
         # One generate() at a time: concurrent episodes would only fight over the same CPU cores.
         self._lock = threading.Lock()
 
@@ -164,19 +180,36 @@ class ModelPolicy:
         return [{"role": "system", "content": f"{system}\n\n{tools_prompt(TOOLS)}"}, {"role": "user", "content": user}]
 
     def generate(self, messages: list[dict[str, Any]]) -> str:
+        """The greedy reply to [system, observation], stopping after the first </tool_call>."""
         import torch
 
         self.load()
         tok = self._tokenizer
-        text = tok.apply_chat_template(self.prompt_messages(messages), tokenize=False, add_generation_prompt=True)
+        prompt = self.prompt_messages(messages)
+        text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         inputs = tok(text, return_tensors="pt", add_special_tokens=False)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         with self._lock, torch.inference_mode():
+            cache = self._prefix_cache(prompt[:1], inputs["input_ids"])
             out = self._lm.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=pad,
-                stop_strings=["</tool_call>"], tokenizer=tok,
+                stopping_criteria=[_StopAfter(tok, "</tool_call>", inputs["input_ids"].shape[1])],
+                past_key_values=cache,
             )
         return tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def _prefix_cache(self, system: list[dict[str, str]], input_ids: Any) -> Any:
+        """A copy of the KV cache of the system block (with tools, ~500 tokens: the same every turn)."""
+        if self._prefix is None:
+            text = self._tokenizer.apply_chat_template(system, tokenize=False)
+            ids = self._tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+            self._prefix = (ids, self._lm(input_ids=ids, use_cache=True).past_key_values)
+        ids, cache = self._prefix
+        n = ids.shape[1]
+        # Only when the prompt really starts with those tokens (a new system text would not).
+        if input_ids.shape[1] > n and bool((input_ids[0, :n] == ids[0]).all()):
+            return copy.deepcopy(cache)
+        return None
 
 
 def make_policy(kind: str, model: str | None = None, *, max_new_tokens: int = 48) -> Policy:

@@ -17,6 +17,7 @@ from examples.crafter.tools import MAX_ACTIONS_PER_CALL
 __all__ = ["TeacherBrain"]
 
 _WALKABLE = frozenset(constants.walkable)  # grass, sand, path; never lava
+_OPEN_GROUND = frozenset({"grass", "sand"})  # wandering stays out of tunnels, where skeletons shoot
 _MOVES = {(-1, 0): "move_left", (1, 0): "move_right", (0, -1): "move_up", (0, 1): "move_down"}
 _DIRS = tuple(_MOVES)
 _TABLE_WOOD = constants.place["table"]["uses"]["wood"]
@@ -151,16 +152,26 @@ class TeacherBrain:
         return self._wander(state)
 
     def _wander(self, state: GameState) -> list[str]:
-        """Walk in a straight line until blocked, turning clockwise; fish for saplings on grass."""
-        for _ in range(4):
-            d = self._explore
-            steps = 0
-            while steps < 4 and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) in _WALKABLE:
-                steps += 1
-            if steps:
-                plan = [_MOVES[d]] * steps
-                if "collect_sapling" not in state.achievements and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) == "grass":
-                    plan.append("do")
-                return plan
-            self._explore = _DIRS[(_DIRS.index(d) + 1) % 4]
-        return ["noop"]
+        """Walk straight until blocked, then turn (never straight back unless cornered); fish for saplings."""
+        d = self._explore
+        left, right, back = (d[1], -d[0]), (-d[1], d[0]), (-d[0], -d[1])
+        runs = {c: self._run(state, c) for c in (d, left, right, back)}
+        if not runs[d]:
+            best = max((left, right), key=lambda c: runs[c])
+            self._explore = best if runs[best] else back
+        d = self._explore
+        steps = runs[d]
+        if not steps:
+            return ["noop"]
+        plan = [_MOVES[d]] * steps
+        if "collect_sapling" not in state.achievements and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) == "grass":
+            plan.append("do")
+        return plan
+
+    @staticmethod
+    def _run(state: GameState, d: tuple[int, int]) -> int:
+        """How many cells (up to 4) we can walk in direction d."""
+        steps = 0
+        while steps < 4 and state.at(d[0] * (steps + 1), d[1] * (steps + 1)) in _OPEN_GROUND:
+            steps += 1
+        return steps

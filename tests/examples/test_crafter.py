@@ -187,6 +187,26 @@ def test_model_replies_are_parsed_and_bad_ones_become_invalid_noops(game0: Craft
     assert "not valid JSON" in decisions[3].error and decisions[3].message["content"] == "<tool_call>{broken</tool_call>"
 
 
+def test_system_prompt_kv_cache_is_reused_and_matches_a_full_forward(tiny_model_dir, game0: CrafterGame) -> None:
+    import torch
+
+    policy = ModelPolicy(tiny_model_dir)
+    policy.load()
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": render_observation(game0.state, turn=0, max_turns=5)}]
+    prompt = policy.prompt_messages(messages)
+    assert prompt[0]["content"].startswith(SYSTEM_PROMPT + "\n\nYou can call these tools:")
+    text = policy._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    ids = policy._tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        cache = policy._prefix_cache(prompt[:1], ids)
+        assert cache is not None, "the system block's tokens should prefix every prompt"
+        n = cache.get_seq_length()
+        cached = policy._lm(input_ids=ids[:, n:], past_key_values=cache).logits[0, -1]
+        full = policy._lm(input_ids=ids).logits[0, -1]
+    assert torch.allclose(cached, full, atol=1e-4)
+
+
 def test_tiny_random_model_plays_two_invalid_turns_without_crashing(tiny_model_dir) -> None:
     policy = ModelPolicy(tiny_model_dir, max_new_tokens=8)
     (result,) = asyncio.run(play_episodes([1], policy, max_turns=2))
