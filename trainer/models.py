@@ -103,17 +103,26 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> Any:
     """A causal LM from the hub, a directory, or a GGUF file (de-quantised by transformers)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GgufConfig
 
     kwargs = source.from_pretrained_kwargs()
+    if source.gguf_file:
+        # Unpacked into a plain dense model: GGUF blocks kept packed cannot be trained or saved.
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
     if dtype is not None:
         kwargs["dtype"] = dtype
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        return AutoModelForCausalLM.from_pretrained(source.name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.name_or_path, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"cannot load model {source.spec!r}: {_first_line(exc)}") from exc
+    if source.gguf_file and getattr(model, "hf_quantizer", None) is not None:
+        # The weights are dense now; a leftover GGUF quantizer would make Trainer refuse to train
+        # ("purely quantized model") and save_pretrained refuse to write safetensors.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+    return model
 
 
 def align_eos_token(tokenizer: Any, model: Any) -> None:
