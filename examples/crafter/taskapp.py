@@ -81,6 +81,15 @@ class _LocalSession:
         self.status = status
 
 
+def _fatal_errors(publisher: Any) -> tuple[type[BaseException], ...]:
+    """Errors that stop the whole run: Kafka stayed away, so every later episode would fail too."""
+    if publisher is None:
+        return ()
+    from streams import PublishError
+
+    return (PublishError,)
+
+
 async def _play(session: Any, game: CrafterGame, policy: Policy, result: EpisodeResult, max_turns: int) -> None:
     state = await asyncio.to_thread(game.reset)
     agent = policy.start_episode(game.seed)
@@ -129,11 +138,10 @@ async def _episode(
     result = EpisodeResult(session.session_id, seed, policy.name, policy.model)
     try:
         await _play(session, game, policy, result, max_turns)
+    except _fatal_errors(publisher) as exc:
+        await ctx.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
     except Exception as exc:
-        if type(exc).__name__ == "PublishError":
-            if ctx is not None:
-                await ctx.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
         # A broken policy or env ends this episode as `error`; the others keep going.
         log.exception("episode seed-%s failed", seed)
         result.status, result.error = "error", f"{type(exc).__name__}: {exc}"

@@ -215,6 +215,22 @@ def test_tiny_random_model_plays_two_invalid_turns_without_crashing(tiny_model_d
     assert result.policy_name == "model" and result.model == tiny_model_dir.name
 
 
+class _BrokenPolicy(TeacherPolicy):
+    name = "broken"
+
+    def start_episode(self, seed: int):  # noqa: ANN201
+        class Agent:
+            def decide(self, messages, state):  # noqa: ANN001, ANN201
+                raise RuntimeError("policy bug")
+
+        return Agent()
+
+
+def test_a_failing_policy_ends_its_episode_as_error_and_the_run_goes_on(game0: CrafterGame) -> None:
+    results = asyncio.run(play_episodes([0, 0], _BrokenPolicy(), max_turns=3, concurrency=2))
+    assert [(r.status, r.num_turns, r.error) for r in results] == [("error", 0, "RuntimeError: policy bug")] * 2
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 
 
