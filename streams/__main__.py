@@ -18,11 +18,10 @@ def _broker(args: argparse.Namespace) -> int:
     topic = args.topic or settings.rollout_topic
     dlq = settings.dead_letter_topic or f"{topic}.dead-letters"
     broker = EmbeddedBroker(host=args.host, port=args.port, topics={topic: args.partitions, dlq: 1})
-    stop = {"signal": None}
 
     def _on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-        broker.stop()
+        # Only forward the signal: waiting here would re-enter Popen.wait from the handler.
+        broker.terminate()
 
     broker.start()
     signal.signal(signal.SIGINT, _on_signal)
@@ -32,10 +31,8 @@ def _broker(args: argparse.Namespace) -> int:
         f"{topic} ({args.partitions} partitions), {dlq} (1). Ctrl-C stops it.",
         flush=True,
     )
-    try:
-        broker.wait()
-    except (AttributeError, AssertionError):
-        pass  # stopped by a signal handler while waiting
+    broker.wait()
+    broker.stop()
     print("broker stopped", flush=True)
     return 0
 

@@ -150,6 +150,11 @@ class EmbeddedBroker:
             self._log_file.close()
             self._log_file = None
 
+    def terminate(self) -> None:
+        """Ask the broker process to exit (SIGTERM) without waiting; safe in a signal handler."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+
     def wait(self) -> int:
         """Block until the broker process exits; returns its exit code."""
         assert self._proc is not None, "broker not started"
