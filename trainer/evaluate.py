@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainer.data import ChatExample, build_examples, render_prompt, to_chat
-from trainer.exceptions import SnapshotError, SnapshotFormatError
+from trainer.exceptions import SnapshotError, SnapshotFormatError, ToolCallParseError
 from trainer.snapshot import Snapshot, SnapshotRow, load_snapshot
-from trainer.toolcalls import ToolCallParseError, is_valid_tool_call_reply, parse_tool_calls
+from trainer.toolcalls import is_valid_tool_call_reply, parse_tool_calls
 
 __all__ = ["EvaluateArguments", "held_out_loss", "tool_call_prompts", "generate_replies", "evaluate_model", "main"]
 

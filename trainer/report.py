@@ -111,6 +111,7 @@ def plot_loss_curve(output: Path, history: list[dict[str, Any]], *, title: str) 
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.subplots()
@@ -120,6 +121,8 @@ def plot_loss_curve(output: Path, history: list[dict[str, Any]], *, title: str) 
         ax.plot(*zip(*train), marker=".", label="train loss")
     if evals:
         ax.plot(*zip(*evals), marker="o", linestyle="--", label="eval loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (assistant tokens)")
     ax.set_title(title)

@@ -24,7 +24,7 @@ ACT_TOOL = {
     "type": "function",
     "function": {
         "name": "act",
-        "description": "Take one or more Crafter actions in order.",
+        "description": "Crafter actions, in order.",
         "parameters": {
             "type": "object",
             "properties": {"actions": {"type": "array", "items": {"type": "string"}}},
@@ -38,18 +38,15 @@ _TARGETS = {"tree": "collect_wood", "water": "drink_water", "stone": "collect_st
 
 
 def _observation(rng: random.Random, step: int) -> tuple[str, list[str]]:
-    """A Crafter-like state and the action a good policy takes: walk towards the target, then `do`."""
+    """A Crafter-like state and the action a good policy takes: step towards the target, then `do`."""
     target = rng.choice(sorted(_TARGETS))
     direction = rng.choice(_DIRECTIONS)
-    distance = rng.randint(0, 2)
+    near = rng.random() < 0.5
     text = (
-        "=== CRAFTER GAME STATE ===\n"
-        f"Step: {step}\nHealth: 9  Food: {rng.randint(3, 9)}  Drink: {rng.randint(3, 9)}  Energy: 9\n"
-        f"Inventory: wood={rng.randint(0, 4)} stone={rng.randint(0, 2)}\n"
-        f"Nearest {target}: {distance} steps {direction}\n"
-        f"Goal: {_TARGETS[target]}"
+        f"Step {step}. Health 9, food {rng.randint(3, 9)}, drink {rng.randint(3, 9)}. "
+        f"Nearest {target}: {'facing it' if near else direction}. Goal: {_TARGETS[target]}."
     )
-    actions = [f"move_{direction}"] * distance + ["do"]
+    actions = ["do"] if near else [f"move_{direction}", "do"]
     return text, actions
 
 

@@ -36,7 +36,7 @@ def test_only_assistant_turns_and_their_end_of_turn_token_are_trained(tiny_token
     trained = _trained_text(tiny_tokenizer, ids, mask)
     first, second = example.messages[2]["content"], example.messages[5]["content"]
     assert trained == f"{first}<|im_end|>\n{second}<|im_end|>\n"
-    assert "CRAFTER GAME STATE" not in trained and "ok:" not in trained
+    assert "Goal:" not in trained and "ok:" not in trained
 
 
 def test_prompt_completion_rows_train_only_the_completion(tiny_tokenizer):
@@ -55,12 +55,12 @@ def test_long_examples_are_reported_and_truncated(tiny_tokenizer):
     rows = [SnapshotRow(f"train.jsonl:{i + 1}", r) for i, r in enumerate(crafter_rows(3))]
     rows.append(SnapshotRow("train.jsonl:4", {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}))
 
-    columns, report = build_examples(tiny_tokenizer, rows, max_length=200)
+    columns, report = build_examples(tiny_tokenizer, rows, max_length=150)
 
     assert report.rows == 4
     assert [entry.split(" ")[0] for entry in report.too_long] == ["train.jsonl:1", "train.jsonl:2", "train.jsonl:3"]
-    assert all(len(ids) <= 200 for ids in columns["input_ids"])
-    # Truncated to 200 tokens, the crafter rows lose every assistant turn: skipped, and said so.
+    assert all(len(ids) <= 150 for ids in columns["input_ids"])
+    # Truncated to 150 tokens, the crafter rows lose every assistant turn: skipped, and said so.
     assert set(report.skipped) == {"train.jsonl:1", "train.jsonl:2", "train.jsonl:3"}
     assert report.examples == 1 and report.trained_tokens == sum(columns["assistant_masks"][0])
 
