@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streams.broker import free_port
+
 from bench.common import REPO, SCRATCH, delta_commits, machine, machine_md, peak_rss_mib, percentile, write_results
 
 TURNS = 20
@@ -50,11 +52,17 @@ MODES = {
 def _env(bootstrap: str, topic: str, lake: Path, group: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ROLLOUT_", "LAKE_", "BATCH_", "FAULT_"))}
     env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, ROLLOUT_TOPIC=topic, LAKE_URI=str(lake), WORKER_GROUP=group,
-               TOPIC_PARTITIONS="4", PYTHONUNBUFFERED="1")
+               TOPIC_PARTITIONS="4", PYTHONUNBUFFERED="1",
+               # Faust binds its web port even with the web disabled; 6066 may be taken by another worker.
+               WEB_PORT=str(free_port()))
     return env
 
 
 def _start(contender: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    # "faust:KEY=VAL,KEY=VAL" runs the worker with extra environment (Faust reads its settings'
+    # env names, e.g. PRODUCER_LINGER): what-if variants without touching the product.
+    contender, _, extra = contender.partition(":")
+    env = dict(env, **dict(kv.split("=", 1) for kv in extra.split(",") if kv))
     if contender == "faust":
         cmd = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"]
     else:
@@ -65,11 +73,13 @@ def _start(contender: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     return proc
 
 
-def _wait(pred, timeout: float, what: str, log: Path | None = None) -> None:
+def _wait(pred, timeout: float, what: str, log: Path | None = None, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
+        if proc is not None and proc.poll() is not None:
+            break
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-3000:] if log else ""
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
@@ -99,22 +109,23 @@ def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: 
 
     import pyarrow.parquet as pq
 
-    lake = workdir / contender / "lake"
-    shutil.rmtree(workdir / contender, ignore_errors=True)
+    slug = contender.replace(":", "_").replace("=", "-").replace(",", "_")
+    lake = workdir / slug / "lake"
+    shutil.rmtree(workdir / slug, ignore_errors=True)
     lake.mkdir(parents=True)
-    log = workdir / contender / "worker.log"
+    log = workdir / slug / "worker.log"
     topic = "bench-rollouts"
-    with EmbeddedBroker(port=free_port(), log_path=workdir / contender / "tansu.log") as broker:
+    with EmbeddedBroker(port=free_port(), log_path=workdir / slug / "tansu.log") as broker:
         create_topics(broker.bootstrap_servers, {topic: 4, f"{topic}.dead-letters": 1})
         env = _env(broker.bootstrap_servers, topic, lake, f"bench-{contender}")
-        prof_path = workdir / contender / "pyspy.txt" if profile else None
+        prof_path = workdir / slug / "pyspy.txt" if profile else None
         proc = _start(contender, env, log)
         try:
-            ready = "assigned [" if contender == "faust" else "ready"
-            _wait(lambda: ready in log.read_text(errors="replace"), 90, f"{contender} to join the group", log)
-            if contender == "faust":
+            ready = "assigned [" if contender.startswith("faust") else "ready"
+            _wait(lambda: ready in log.read_text(errors="replace"), 90, f"{contender} to join the group", log, proc)
+            if contender.startswith("faust"):
                 # The assignment log comes before Faust's own recovery; give it a moment to settle.
-                _wait(lambda: "Worker ready" in log.read_text(errors="replace"), 60, "faust ready", log)
+                _wait(lambda: "Worker ready" in log.read_text(errors="replace"), 60, "faust ready", log, proc)
             phases = {}
             expected = 0
             for prefix, sessions, rate in (("full", conf["sessions"], None),
@@ -127,7 +138,7 @@ def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: 
                     raise RuntimeError(f"load generator failed ({gen.returncode})")
                 sent = json.loads(out.strip().splitlines()[-1])
                 expected += sent["turns"]
-                _wait(lambda: _turn_rows(lake) >= expected, 900, f"{expected} turns in the lake", log)
+                _wait(lambda: _turn_rows(lake) >= expected, 900, f"{expected} turns in the lake", log, proc)
                 sent["all_in"] = time.time()
                 sent["wall_s"] = sent["all_in"] - t0
                 phases[prefix] = sent
