@@ -33,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-turns", type=int, default=12, help="agent turns per teacher episode")
     p.add_argument("--concurrency", type=int, default=4, help="episodes played at once")
     p.add_argument("--min-achievements", type=int, default=2, help="snapshot filter: sessions with at least N achievements")
-    p.add_argument("--train-steps", type=int, default=40, help="optimizer steps of the fine-tune")
+    p.add_argument("--train-steps", type=int, default=24, help="optimizer steps of the fine-tune")
     p.add_argument("--learning-rate", type=float, default=2e-4, help="fine-tune learning rate (higher than the agent-SFT default: few steps)")
-    p.add_argument("--eval-episodes", type=int, default=3, help="held-out episodes per model")
-    p.add_argument("--eval-max-turns", type=int, default=6, help="agent turns per evaluation episode")
+    p.add_argument("--eval-episodes", type=int, default=2, help="held-out episodes per model")
+    p.add_argument("--eval-max-turns", type=int, default=5, help="agent turns per evaluation episode")
+    p.add_argument("--batch-size", type=int, default=4, help="examples per optimizer step (no accumulation: a short CPU run)")
     p.add_argument("--model", default=None, help="base model (default: the bundled SmolLM2-135M-Instruct GGUF)")
     p.add_argument("--keep", action="store_true", help="reuse --out instead of starting from an empty folder")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -69,6 +70,7 @@ class Services:
             "REWARD_GRACE_S": "5",
             "TIMER_INTERVAL_S": "1",
             "PYTHONUNBUFFERED": "1",
+            "WEB_PORT": str(free_port()),  # never collide with another worker's web server on this host
         }
         log = open(self.out / "worker.log", "ab")
         self.worker = subprocess.Popen(
@@ -169,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         cmd = [
             sys.executable, "-m", "trainer", "--snapshot", str(snapshot), "--output", str(model_dir), "--overwrite",
             "--max_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
-            "--logging_steps", "5", "--max_length", "1024",
+            "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
+            "--logging_steps", "4", "--max_length", "1024",
         ]
         if args.model:
             cmd += ["--model", args.model]

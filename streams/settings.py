@@ -74,5 +74,6 @@ class WorkerSettings(KafkaSettings):
     # Fault injection for the crash tests: SIGKILL this process around the Nth Delta commit.
     fault_kill_before_commit: int | None = None
     fault_kill_after_commit: int | None = None
-    web_enabled: bool = False
-    web_port: int = 6066
+    web_enabled: bool = False  # `faust worker` turns the web server on unless --without-web
+    # Faust's web server (stats, table views); give each worker on one host its own port.
+    web_port: int = Field(default=6066, ge=1, le=65535)

@@ -16,6 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lake.tables import TABLES, table_uri
+from streams.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,6 +67,7 @@ def worker_env(bootstrap: str, topic: str, lake: str, group: str, **extra: str) 
         TIMER_INTERVAL_S="0.5",
         MAX_EVENT_BYTES="200000",
         PYTHONUNBUFFERED="1",
+        WEB_PORT=str(free_port()),  # several workers on this host: each web server on its own port
     )
     env.update(extra)
     return env

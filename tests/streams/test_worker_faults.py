@@ -73,3 +73,14 @@ def test_two_workers_in_one_group_one_killed(broker, topic_factory, lake_uri_fac
     publish(broker.bootstrap_servers, topic, records[len(records) // 2 :])
     wait_for(complete(lake, sessions, len(poison)), 240, "the survivor to ingest everything", [a, b])
     assert_exact(lake, sessions, len(poison))
+
+
+def test_two_workers_on_one_host_both_run(broker, topic_factory, lake_uri_factory, worker_factory):
+    """Each worker's web server takes its own port, so neither dies at start-up."""
+    import time
+
+    topic, lake = topic_factory(), lake_uri_factory()
+    workers = [worker_factory(topic, lake, group="g-two-alive") for _ in range(2)]
+    wait_for(lambda: all("Worker]: Ready" in w.log() for w in workers), 90, "both workers ready", workers)
+    time.sleep(2)
+    assert all(w.proc.poll() is None for w in workers), "\n".join(w.log()[-2000:] for w in workers)
