@@ -104,11 +104,11 @@ def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_fa
         assert len(lost) + len(kept) == len(during), "no acknowledgement while no broker was up"
         assert len(lost) >= 300 and len(kept) > 0
 
-        # A worker without a new TOPIC_EPOCH refuses the new log (offsets restarted at 0).
+        # A worker without a new TOPIC_EPOCH refuses the new log (offsets restarted at 0) and stops.
         second = worker()
         wait_for(lambda: "LogResetError" in second.log() and "TOPIC_EPOCH" in second.log(), 90,
                  "the worker to refuse the reset log", [second])
-        second.kill()
+        wait_for(lambda: second.proc.poll() is not None, 60, "the refusing worker to stop", [second])
         assert lake_counts(lake) == want_before, "nothing was written from the reset log"
 
         # With TOPIC_EPOCH set it ingests the new log; the old rows stay exactly once.

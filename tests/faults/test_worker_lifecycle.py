@@ -32,8 +32,11 @@ def test_second_worker_joins_mid_stream_then_leaves_with_sigterm(broker, topic_f
     publish(broker.bootstrap_servers, topic, records[2 * len(records) // 3 :])
     b.stop()
     assert b.proc.returncode is not None
-    wait_for(lambda: lake_counts(lake)["turns"] == total and lake_counts(lake)["dead_letters"] == len(poison),
-             180, "the remaining worker to ingest everything", [a, b])
+    try:
+        wait_for(lambda: lake_counts(lake)["turns"] == total and lake_counts(lake)["dead_letters"] == len(poison),
+                 180, "the remaining worker to ingest everything", [a, b])
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nlake: {lake_counts(lake)}\n{explain_loss(lake, sessions, broker.bootstrap_servers, topic, group)}") from None
     wait_for(lambda: lake_counts(lake)["sessions"] == len(sessions), 60, "every session row", [a])
     exact(lake, expected(sessions, len(poison)))
     # The first worker went through at least two assignments: before and after the second joined/left.
