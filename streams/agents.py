@@ -37,6 +37,24 @@ async def _send_dead_letter(key: bytes | None, value: bytes | None, headers: dic
     await dead_letter_topic.send(key=key, value=value, headers={k: v.encode() for k, v in headers.items()})
 
 
+async def _log_holds(tp: Any, offset: int) -> bool:
+    """Whether the topic still has a record at `offset` (read it; some brokers, Tansu among them,
+    report a log end below the true one)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **settings.aiokafka_kwargs()
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        batches = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
+        return any(r.offset >= offset for records in batches.values() for r in records)
+    finally:
+        await consumer.stop()
+
+
 ingestor = Ingestor(settings, session_state, send_dead_letter=_send_dead_letter)
 
 
@@ -48,7 +66,12 @@ async def _start_ingestor() -> None:
 @app.on_partitions_assigned.connect
 async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     mine = [tp for tp in assigned if tp.topic == settings.rollout_topic]
-    ends = await app.consumer.highwaters(*mine) if mine else {}
+    ends = dict(await app.consumer.highwaters(*mine)) if mine else {}
+    held = await ingestor.lake_offsets([(tp.topic, tp.partition) for tp in mine])
+    for tp in list(ends):
+        lake_end = held.get((tp.topic, tp.partition), -1)
+        if lake_end >= ends[tp] and await _log_holds(tp, lake_end):
+            del ends[tp]  # the broker under-reported its log end; the record is there
     await ingestor.on_assigned(
         [(tp.topic, tp.partition) for tp in assigned],
         log_ends={(tp.topic, tp.partition): end for tp, end in ends.items()},

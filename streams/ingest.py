@@ -49,6 +49,7 @@ class Ingestor:
         self.settings = settings
         self.state = state
         self.send_dead_letter = send_dead_letter
+        self._buffered: dict[TP, int] = {}  # highest offset whose rows sit in a batch
         self.clock = clock
         app_id = f"rollout-lake:{settings.topic_epoch}" if settings.topic_epoch else "rollout-lake"
         self.writer = LakeWriter(settings.lake_uri, app_id=app_id)
@@ -69,6 +70,18 @@ class Ingestor:
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.ensure_tables)
+
+    async def lake_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        """The highest offset of each partition that any table holds (-1: none)."""
+
+        def load() -> dict[TP, int]:
+            out = {tp: -1 for tp in tps}
+            for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
+                for tp, offset in self.writer.committed_offsets(table, tps).items():
+                    out[tp] = max(out[tp], offset)
+            return out
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, load)
 
     async def on_assigned(self, tps: Iterable[TP], log_ends: dict[TP, int] | None = None) -> None:
         """Read each table's committed offsets for newly assigned partitions (Delta is the truth).
@@ -119,7 +132,8 @@ class Ingestor:
     # -- per event --------------------------------------------------------------------------
 
     def _fresh(self, table: str, tp: TP, offset: int) -> bool:
-        return offset > self._committed.get((table, tp), -1)
+        """Whether the rows of `offset` are in no commit and no batch yet (re-deliveries are)."""
+        return offset > max(self._committed.get((table, tp), -1), self._buffered.get(tp, -1))
 
     async def handle(self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int, timestamp: float, ack: Any = None) -> None:
         """Process one record; `ack` (a Faust event) is acknowledged once its batch is committed."""
@@ -159,6 +173,9 @@ class Ingestor:
                     batch.add_reward(event, topic, partition, offset, record_ms)
             if fold.changed:
                 batch.dirty_sessions.add(event.session_id)
+        if offset > self._buffered.get(tp, -1):
+            self._buffered[tp] = offset
+        batch = self.batch  # a flush during an await above may have swapped it
         batch.track(topic, partition, offset, size, self.clock())
         if ack is not None:
             batch.events.append(ack)

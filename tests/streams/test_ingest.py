@@ -49,3 +49,23 @@ def test_a_new_epoch_ingests_offsets_the_old_one_already_used(tmp_path):
     assert lake_counts(lake)["turns"] == 6  # skipped: those offsets look already written
     asyncio.run(replay("2"))
     assert lake_counts(lake)["turns"] == 12 and lake_counts(lake)["sessions"] == 4
+
+
+def test_records_delivered_twice_to_one_worker_make_rows_once(tmp_path):
+    import json
+
+    lake = str(tmp_path / "lake")
+    events = [e for s in make_sessions(2, 3, seed=6) for e in s.events]
+    raw = [(e["session_id"].encode(), json.dumps(e).encode()) for e in events]
+
+    async def run() -> None:
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), {})
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        for offset in list(range(len(raw))) + list(range(3, len(raw))):  # a rewind re-delivers 3..
+            await ingestor.handle(*raw[offset], "t", 0, offset, 1.0e9)
+        await ingestor.stop()
+
+    asyncio.run(run())
+    counts = lake_counts(lake)
+    assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)

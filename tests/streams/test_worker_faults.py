@@ -84,3 +84,4 @@ def test_two_workers_on_one_host_both_run(broker, topic_factory, lake_uri_factor
     wait_for(lambda: all("Worker]: Ready" in w.log() for w in workers), 90, "both workers ready", workers)
     time.sleep(2)
     assert all(w.proc.poll() is None for w in workers), "\n".join(w.log()[-2000:] for w in workers)
+
