@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,6 +49,7 @@ class Ingestor:
         self.settings = settings
         self.state = state
         self.send_dead_letter = send_dead_letter
+        self._gates: dict[TP, asyncio.Event] = {}
         self._buffered: dict[TP, int] = {}  # highest offset whose rows sit in a batch
         self.clock = clock
         app_id = f"rollout-lake:{settings.topic_epoch}" if settings.topic_epoch else "rollout-lake"
@@ -82,6 +83,28 @@ class Ingestor:
             return out
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, load)
+
+    def check_log_reset(self, tp: TP, held: int, end: int, log_holds: Callable[[], Awaitable[bool]]) -> None:
+        """Hold records of `tp` until a suspected reset (lake ahead of the log end) is checked.
+
+        Runs beside the rebalance, not in it: reading the log can take longer than a rebalance may.
+        """
+        gate = self._gates[tp] = asyncio.Event()
+
+        async def check() -> None:
+            try:
+                if not await log_holds():
+                    self._failure = LogResetError(
+                        f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic ends at {end}: "
+                        "its log was reset (topic recreated or broker data lost). Set TOPIC_EPOCH to a new "
+                        "value (e.g. TOPIC_EPOCH=2) so the worker ingests it as a new log"
+                    )
+                    log.critical("%s", self._failure)
+            finally:
+                self._gates.pop(tp, None)
+                gate.set()
+
+        asyncio.ensure_future(check())
 
     async def on_assigned(self, tps: Iterable[TP], log_ends: dict[TP, int] | None = None) -> None:
         """Read each table's committed offsets for newly assigned partitions (Delta is the truth).
@@ -140,6 +163,11 @@ class Ingestor:
         if self._failure is not None:
             raise self._failure
         tp = (topic, partition)
+        gate = self._gates.get(tp)
+        if gate is not None:
+            await gate.wait()  # a suspected log reset is being checked
+            if self._failure is not None:
+                raise self._failure
         record_ms = int(timestamp * 1000)
         batch = self.batch
         size = len(value or b"") + len(key or b"")

@@ -46,9 +46,13 @@ class PublisherSettings(KafkaSettings):
 
 
 def _retriable(exc: BaseException) -> bool:
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, UnknownError
 
-    return isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, OSError)) or bool(getattr(exc, "retriable", False))
+    # A broker coming back (Tansu among them) answers UnknownError until its topics exist again;
+    # retrying it stays bounded by the delivery deadline.
+    return isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, OSError, UnknownError)) or bool(
+        getattr(exc, "retriable", False)
+    )
 
 
 def _silence(fut: asyncio.Future[Any]) -> None:
