@@ -37,25 +37,34 @@ async def _send_dead_letter(key: bytes | None, value: bytes | None, headers: dic
     await dead_letter_topic.send(key=key, value=value, headers={k: v.encode() for k, v in headers.items()})
 
 
-async def _log_holds(tp: Any, offset: int) -> bool:
-    """Whether the topic still has a record at `offset` (read it; some brokers, Tansu among them,
-    report a log end below the true one)."""
-    from aiokafka import AIOKafkaConsumer
+async def _log_end_below(tp: tuple[str, int], offset: int) -> int | None:
+    """None if the topic still holds a record at `offset`, else where its log ends.
 
+    Asks a fresh consumer (Faust's own highwaters are not known yet during a rebalance) and, as
+    some brokers (Tansu among them) report a log end below the true one, reads the record.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(*tp)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **settings.aiokafka_kwargs()
     )
     await consumer.start()
     try:
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end > offset:
+            return None
         consumer.assign([tp])
         consumer.seek(tp, offset)
         batches = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
-        return any(r.offset >= offset for records in batches.values() for r in records)
+        return None if any(r.offset >= offset for records in batches.values() for r in records) else end
     finally:
         await consumer.stop()
 
 
-ingestor = Ingestor(settings, session_state, send_dead_letter=_send_dead_letter)
+ingestor = Ingestor(
+    settings, session_state, send_dead_letter=_send_dead_letter, log_end_below=_log_end_below, crash=app.crash
+)
 
 
 @app.task(on_leader=False)
@@ -65,16 +74,7 @@ async def _start_ingestor() -> None:
 
 @app.on_partitions_assigned.connect
 async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    mine = [tp for tp in assigned if tp.topic == settings.rollout_topic]
-    ends = dict(await app.consumer.highwaters(*mine)) if mine else {}
-    held = await ingestor.lake_offsets([(tp.topic, tp.partition) for tp in mine])
-    for tp in list(ends):
-        lake_end = held.get((tp.topic, tp.partition), -1)
-        if lake_end >= ends[tp] >= 0:
-            # Some brokers (Tansu) under-report the log end: read the record to be sure.
-            ingestor.check_log_reset((tp.topic, tp.partition), lake_end, ends[tp], lambda tp=tp, o=lake_end: _log_holds(tp, o))
-            del ends[tp]
-    await ingestor.on_assigned([(tp.topic, tp.partition) for tp in assigned], log_ends={})
+    await ingestor.on_assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
 @app.on_partitions_revoked.connect

@@ -44,12 +44,17 @@ class Ingestor:
         state: MutableMapping[str, Any],
         *,
         send_dead_letter: Callable[[bytes | None, bytes | None, dict[str, str]], Any] | None = None,
+        log_end_below: Callable[[TP, int], Awaitable[int | None]] | None = None,
+        crash: Callable[[BaseException], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.state = state
         self.send_dead_letter = send_dead_letter
-        self._gates: dict[TP, asyncio.Event] = {}
+        self.crash = crash  # stops the whole worker (a failure an agent restart cannot cure)
+        # log_end_below(tp, offset): None if the topic holds `offset`, else its log end.
+        self.log_end_below = log_end_below
+        self._ready: dict[TP, asyncio.Future[None]] = {}  # partition -> its lake offsets loaded and checked
         self._buffered: dict[TP, int] = {}  # highest offset whose rows sit in a batch
         self.clock = clock
         app_id = f"rollout-lake:{settings.topic_epoch}" if settings.topic_epoch else "rollout-lake"
@@ -72,75 +77,66 @@ class Ingestor:
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.ensure_tables)
 
-    async def lake_offsets(self, tps: list[TP]) -> dict[TP, int]:
-        """The highest offset of each partition that any table holds (-1: none)."""
+    async def on_assigned(self, tps: Iterable[TP]) -> None:
+        """Start reading the lake's offsets for newly assigned partitions (Delta is the truth).
 
-        def load() -> dict[TP, int]:
-            out = {tp: -1 for tp in tps}
+        Runs in the rebalance and returns at once; records of a partition wait in `handle` until
+        its offsets are loaded and checked against the log (reading the log can take longer than
+        a rebalance may, and some records can arrive before this hook runs).
+        """
+        mine = sorted(tp for tp in tps if tp[0] == self.settings.rollout_topic)
+        self._assigned = set(mine)
+        fresh = [tp for tp in mine if tp not in self._ready]
+        if fresh:
+            self._prepare(fresh)
+        self._rescan = True
+
+    def _prepare(self, tps: list[TP]) -> "asyncio.Future[None]":
+        future = asyncio.ensure_future(self._load_and_check(tps))
+        for tp in tps:
+            self._ready[tp] = future
+        return future
+
+    async def _load_and_check(self, tps: list[TP]) -> None:
+        def load() -> dict[tuple[str, TP], int]:
+            out = {}
             for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
                 for tp, offset in self.writer.committed_offsets(table, tps).items():
-                    out[tp] = max(out[tp], offset)
+                    out[(table, tp)] = offset
             return out
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, load)
-
-    def check_log_reset(self, tp: TP, held: int, end: int, log_holds: Callable[[], Awaitable[bool]]) -> None:
-        """Hold records of `tp` until a suspected reset (lake ahead of the log end) is checked.
-
-        Runs beside the rebalance, not in it: reading the log can take longer than a rebalance may.
-        """
-        gate = self._gates[tp] = asyncio.Event()
-
-        async def check() -> None:
-            try:
-                if not await log_holds():
-                    self._failure = LogResetError(
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(self._executor, load)
+            for key, offset in loaded.items():
+                self._committed[key] = max(self._committed.get(key, -1), offset)
+            log.info("assigned %s; lake holds offsets %s", tps, {f"{t}:{p}": o for (t, (_, p)), o in loaded.items() if t == TURNS})
+            if self.log_end_below is None:
+                return
+            for tp in tps:
+                held = max(o for (_, t), o in loaded.items() if t == tp)
+                end = None if held < 0 else await self.log_end_below(tp, held)
+                if end is not None:
+                    raise LogResetError(
                         f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic ends at {end}: "
                         "its log was reset (topic recreated or broker data lost). Set TOPIC_EPOCH to a new "
                         "value (e.g. TOPIC_EPOCH=2) so the worker ingests it as a new log"
                     )
-                    log.critical("%s", self._failure)
-            finally:
-                self._gates.pop(tp, None)
-                gate.set()
-
-        asyncio.ensure_future(check())
-
-    async def on_assigned(self, tps: Iterable[TP], log_ends: dict[TP, int] | None = None) -> None:
-        """Read each table's committed offsets for newly assigned partitions (Delta is the truth).
-
-        `log_ends` (next offset per partition) guards against a reset log: if the lake holds
-        offsets the topic never reached, new records would be skipped as already written.
-        """
-        mine = sorted(tp for tp in tps if tp[0] == self.settings.rollout_topic)
-        self._assigned = set(mine)
-        if not mine:
-            return
-
-        def load() -> dict[tuple[str, TP], int]:
-            out = {}
-            for table in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS):
-                for tp, offset in self.writer.committed_offsets(table, mine).items():
-                    out[(table, tp)] = offset
-            return out
-
-        self._committed.update(await asyncio.get_running_loop().run_in_executor(self._executor, load))
-        for tp, end in (log_ends or {}).items():
-            held = max((o for (t, p), o in self._committed.items() if p == tp), default=-1)
-            if end >= 0 and held >= end:
-                raise LogResetError(
-                    f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic ends at {end}: "
-                    "its log was reset (topic recreated or broker data lost). Set TOPIC_EPOCH to a new "
-                    "value (e.g. TOPIC_EPOCH=2) so the worker ingests it as a new log"
-                )
-        self._rescan = True
-        log.info("assigned %s; lake holds offsets %s", mine, {f"{t}:{p}": o for (t, (_, p)), o in self._committed.items() if t == TURNS})
+        except BaseException as exc:  # a worker that cannot tell must not skip records as old
+            if not isinstance(exc, LogResetError):
+                exc = LogResetError(f"could not check the topic's log end against the lake: {exc!r}; restart the worker")
+            self._failure = exc
+            log.critical("LogResetError: %s", exc)
+            if self.crash is not None:
+                await self.crash(exc)
+            raise exc
 
     async def on_revoked(self, tps: Iterable[TP]) -> None:
         """Commit what we hold before another worker takes these partitions over."""
         await self.flush(wait=True)
         gone = {tp for tp in tps if tp[0] == self.settings.rollout_topic}
         self._assigned -= gone
+        for tp in gone:
+            self._ready.pop(tp, None)  # a later assignment reads the lake again
         for sid in [sid for sid in self._pending if (self.settings.rollout_topic, self._partition_of(sid)) in gone]:
             del self._pending[sid]
 
@@ -163,11 +159,13 @@ class Ingestor:
         if self._failure is not None:
             raise self._failure
         tp = (topic, partition)
-        gate = self._gates.get(tp)
-        if gate is not None:
-            await gate.wait()  # a suspected log reset is being checked
-            if self._failure is not None:
-                raise self._failure
+        ready = self._ready.get(tp)
+        if ready is None:  # a record ahead of the assignment hook
+            ready = self._prepare([tp])
+        if not ready.done():
+            await asyncio.shield(ready)
+        elif ready.exception() is not None:
+            raise ready.exception()
         record_ms = int(timestamp * 1000)
         batch = self.batch
         size = len(value or b"") + len(key or b"")

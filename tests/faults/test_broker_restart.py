@@ -99,7 +99,9 @@ def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_fa
         app.join(120)
         assert not app.is_alive() and not errors, f"the SDK did not ride through the restart: {errors!r}"
         assert len(acked) == len(during), "every event was reported delivered"
-        lost = [e for e, t in acked if t < down]  # acked by the old broker: gone with its memory
+        # Acked by the old broker (its answer may reach the task app a few ms after the broker
+        # died; the new one starts a second later): gone with its memory.
+        lost = [e for e, t in acked if t < down + 0.5]
         kept = [e for e, t in acked if t > up]
         assert len(lost) + len(kept) == len(during), "no acknowledgement while no broker was up"
         assert len(lost) >= 300 and len(kept) > 0

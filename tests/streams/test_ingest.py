@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -18,9 +19,16 @@ def test_a_reset_log_is_refused_until_the_topic_epoch_changes(tmp_path):
     write_events(lake, [e for s in make_sessions(3, 4, seed=1) for e in s.events], topic="t")
     tp = ("t", 0)
 
+    async def log_end_below(tp, offset):  # the topic now ends at 5: a reset log
+        return 5 if offset >= 5 else None
+
     async def assign(epoch: str) -> None:
-        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch), {})
-        await ingestor.on_assigned([tp], log_ends={tp: 5})
+        settings = WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch)
+        ingestor = Ingestor(settings, {}, log_end_below=log_end_below)
+        await ingestor.on_assigned([tp])
+        event = make_sessions(1, 1, seed=9)[0].events[0]
+        await ingestor.handle(event["session_id"].encode(), json.dumps(event).encode(), "t", 0, 6, 1.0e9)
+        await ingestor.stop()
 
     with pytest.raises(LogResetError, match=r"holds offsets up to \d+ of t/0 but the topic ends at 5.*TOPIC_EPOCH"):
         asyncio.run(assign(""))
