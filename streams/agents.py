@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
+
+from faust.types import TP
 
 from streams.app import app, settings
 from streams.ingest import Ingestor
@@ -37,33 +40,41 @@ async def _send_dead_letter(key: bytes | None, value: bytes | None, headers: dic
     await dead_letter_topic.send(key=key, value=value, headers={k: v.encode() for k, v in headers.items()})
 
 
-async def _log_end_below(tp: tuple[str, int], offset: int) -> int | None:
-    """None if the topic still holds a record at `offset`, else where its log ends.
+class _FaustPartitionLog:
+    """The topic as the Ingestor needs it: a fresh consumer to look, Faust's own to seek."""
 
-    Asks a fresh consumer (Faust's own highwaters are not known yet during a rebalance) and, as
-    some brokers (Tansu among them) report a log end below the true one, reads the record.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    async def first_offset_at(self, tp: tuple[str, int], offset: int) -> int | None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    tp = TopicPartition(*tp)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **settings.aiokafka_kwargs()
-    )
-    await consumer.start()
-    try:
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end > offset:
+        tp = TopicPartition(*tp)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **settings.aiokafka_kwargs()
+        )
+        await consumer.start()
+        try:
+            # Read rather than trust the log end: Tansu reports the start of its last batch + 1.
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, offset)
+            deadline = time.monotonic() + (30.0 if end > offset else 3.0)
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+                offsets = [r.offset for records in batches.values() for r in records if r.offset >= offset]
+                if offsets:
+                    return min(offsets)
+            if end > offset:
+                raise TimeoutError(f"no record of {tp.topic}/{tp.partition} at or after {offset} came in 30 s")
             return None
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
-        batches = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
-        return None if any(r.offset >= offset for records in batches.values() for r in records) else end
-    finally:
-        await consumer.stop()
+        finally:
+            await consumer.stop()
+
+    async def seek(self, tp: tuple[str, int], offset: int) -> None:
+        # In the consumer's own thread (Faust's plain `seek` races its fetcher from this one).
+        await app.consumer.seek_wait({TP(*tp): offset})
 
 
 ingestor = Ingestor(
-    settings, session_state, send_dead_letter=_send_dead_letter, log_end_below=_log_end_below, crash=app.crash
+    settings, session_state, send_dead_letter=_send_dead_letter, partition_log=_FaustPartitionLog(), crash=app.crash
 )
 
 
@@ -100,6 +111,7 @@ async def ingest(stream: Any) -> None:
 @app.timer(interval=0.1)
 async def _latency_flush() -> None:
     await ingestor.tick_latency()
+    await ingestor.tick_rewinds()
 
 
 @app.timer(interval=settings.timer_interval_s)

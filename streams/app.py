@@ -44,6 +44,7 @@ app = faust.App(
     # A new group reads the topic from its start: no event published before the worker is lost.
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    producer_max_batch_size=settings.producer_max_batch_size,
     # Short timeouts so a crashed worker's partitions move to a live one within seconds.
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,

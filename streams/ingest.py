@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS, MESSAGES
 from lake.writer import LakeWriter
@@ -24,7 +24,7 @@ from streams.assembly import fold_event, session_row, session_status
 from streams.batch import RowBatch
 from streams.settings import WorkerSettings
 
-__all__ = ["Ingestor", "LogResetError"]
+__all__ = ["Ingestor", "LogResetError", "PartitionLog"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,24 @@ class LogResetError(RolloutLakeError):
     """The topic's offsets restarted below what the lake already holds."""
 
 
+class PartitionLog(Protocol):
+    """What the Ingestor needs from the topic to hold the consumer to the lake's offsets."""
+
+    async def first_offset_at(self, tp: TP, offset: int) -> int | None:
+        """The offset of the first record at or after `offset` (None: the log ends before it)."""
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        """Make the consumer deliver `tp` again from `offset`."""
+
+
 class Ingestor:
-    """Turns raw records into committed lake rows; one per worker process."""
+    """Turns raw records into committed lake rows; one per worker process.
+
+    With a `PartitionLog` (the Faust worker), the lake's offsets, not the consumer's, decide
+    where each partition resumes, and records arrive in offset order: a record after a hole is
+    held back and the consumer is sent back to read the hole (Faust can drop buffered records in
+    a rebalance and still deliver, and later commit, the ones after them).
+    """
 
     def __init__(
         self,
@@ -44,7 +60,7 @@ class Ingestor:
         state: MutableMapping[str, Any],
         *,
         send_dead_letter: Callable[[bytes | None, bytes | None, dict[str, str]], Any] | None = None,
-        log_end_below: Callable[[TP, int], Awaitable[int | None]] | None = None,
+        partition_log: PartitionLog | None = None,
         crash: Callable[[BaseException], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -52,9 +68,10 @@ class Ingestor:
         self.state = state
         self.send_dead_letter = send_dead_letter
         self.crash = crash  # stops the whole worker (a failure an agent restart cannot cure)
-        # log_end_below(tp, offset): None if the topic holds `offset`, else its log end.
-        self.log_end_below = log_end_below
+        self.partition_log = partition_log
         self._ready: dict[TP, asyncio.Future[None]] = {}  # partition -> its lake offsets loaded and checked
+        self._next: dict[TP, int] = {}  # the offset each partition must deliver next
+        self._rewinds: dict[TP, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         self._buffered: dict[TP, int] = {}  # highest offset whose rows sit in a batch
         self.clock = clock
         app_id = f"rollout-lake:{settings.topic_epoch}" if settings.topic_epoch else "rollout-lake"
@@ -110,14 +127,14 @@ class Ingestor:
             for key, offset in loaded.items():
                 self._committed[key] = max(self._committed.get(key, -1), offset)
             log.info("assigned %s; lake holds offsets %s", tps, {f"{t}:{p}": o for (t, (_, p)), o in loaded.items() if t == TURNS})
-            if self.log_end_below is None:
-                return
             for tp in tps:
                 held = max(o for (_, t), o in loaded.items() if t == tp)
-                end = None if held < 0 else await self.log_end_below(tp, held)
-                if end is not None:
+                if held < 0:
+                    continue
+                self._next[tp] = held + 1  # the consumer resumes after what the lake holds, not before
+                if self.partition_log is not None and await self.partition_log.first_offset_at(tp, held) is None:
                     raise LogResetError(
-                        f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic ends at {end}: "
+                        f"the lake holds offsets up to {held} of {tp[0]}/{tp[1]} but the topic has no record there: "
                         "its log was reset (topic recreated or broker data lost). Set TOPIC_EPOCH to a new "
                         "value (e.g. TOPIC_EPOCH=2) so the worker ingests it as a new log"
                     )
@@ -135,8 +152,10 @@ class Ingestor:
         await self.flush(wait=True)
         gone = {tp for tp in tps if tp[0] == self.settings.rollout_topic}
         self._assigned -= gone
-        for tp in gone:
-            self._ready.pop(tp, None)  # a later assignment reads the lake again
+        for tp in gone:  # a later assignment reads the lake again
+            self._ready.pop(tp, None)
+            self._next.pop(tp, None)
+            self._rewinds.pop(tp, None)
         for sid in [sid for sid in self._pending if (self.settings.rollout_topic, self._partition_of(sid)) in gone]:
             del self._pending[sid]
 
@@ -166,6 +185,8 @@ class Ingestor:
             await asyncio.shield(ready)
         elif ready.exception() is not None:
             raise ready.exception()
+        if self.partition_log is not None and not await self._in_order(tp, offset):
+            return  # held back: the consumer reads the hole before it first, then this again
         record_ms = int(timestamp * 1000)
         batch = self.batch
         size = len(value or b"") + len(key or b"")
@@ -207,6 +228,38 @@ class Ingestor:
             batch.events.append(ack)
         if len(batch) + len(batch.dirty_sessions) >= self.settings.batch_max_rows or batch.approx_bytes >= self.settings.batch_max_bytes:
             await self.flush()
+
+    async def _in_order(self, tp: TP, offset: int) -> bool:
+        """Whether `offset` may be processed now: no unread record sits before it."""
+        rewind = self._rewinds.get(tp)
+        if rewind is not None:
+            target, when = rewind
+            if offset > target:  # still records from before the seek
+                if self.clock() - when >= 0.2:
+                    await self._rewind(tp, target)
+                return False
+            if offset == target:
+                del self._rewinds[tp]
+        expected = self._next.get(tp)
+        if expected is not None and offset > expected:
+            first = await self.partition_log.first_offset_at(tp, expected)
+            if first is not None and first < offset:
+                log.warning("records %d..%d of %s/%d never reached the worker; reading them again", first, offset - 1, *tp)
+                self.counters["rewinds"] += 1
+                await self._rewind(tp, first)
+                return False
+        self._next[tp] = max(expected or 0, offset + 1)
+        return True
+
+    async def _rewind(self, tp: TP, offset: int) -> None:
+        self._rewinds[tp] = (offset, self.clock())
+        await self.partition_log.seek(tp, offset)
+
+    async def tick_rewinds(self) -> None:
+        """Seek again where records sought back to have not come (a seek can race the fetcher)."""
+        for tp, (target, when) in list(self._rewinds.items()):
+            if self.clock() - when >= 1.0:
+                await self._rewind(tp, target)
 
     def _stage_dirty_sessions(self, batch: RowBatch) -> None:
         for sid in batch.dirty_sessions:

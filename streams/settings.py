@@ -77,3 +77,9 @@ class WorkerSettings(KafkaSettings):
     web_enabled: bool = False  # `faust worker` turns the web server on unless --without-web
     # Faust's web server (stats, table views); give each worker on one host its own port.
     web_port: int = Field(default=6066, ge=1, le=65535)
+    # Bytes per produce batch of the worker's own producer (state changelog, dead letters). 1 puts
+    # each record in its own batch: Tansu reports a log end at the start of its last batch + 1,
+    # and Faust restores table state only up to that end, so larger batches there lose the state
+    # of the last records (and with it the dedupe of their duplicates). On real Kafka raise it
+    # (e.g. 16384) for throughput.
+    producer_max_batch_size: int = Field(default=1, ge=1)

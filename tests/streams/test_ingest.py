@@ -19,18 +19,22 @@ def test_a_reset_log_is_refused_until_the_topic_epoch_changes(tmp_path):
     write_events(lake, [e for s in make_sessions(3, 4, seed=1) for e in s.events], topic="t")
     tp = ("t", 0)
 
-    async def log_end_below(tp, offset):  # the topic now ends at 5: a reset log
-        return 5 if offset >= 5 else None
+    class ResetLog:  # the topic now ends at 5: a reset log
+        async def first_offset_at(self, tp, offset):
+            return offset if offset < 5 else None
+
+        async def seek(self, tp, offset):
+            raise AssertionError("nothing to seek")
 
     async def assign(epoch: str) -> None:
         settings = WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch)
-        ingestor = Ingestor(settings, {}, log_end_below=log_end_below)
+        ingestor = Ingestor(settings, {}, partition_log=ResetLog())
         await ingestor.on_assigned([tp])
         event = make_sessions(1, 1, seed=9)[0].events[0]
         await ingestor.handle(event["session_id"].encode(), json.dumps(event).encode(), "t", 0, 6, 1.0e9)
         await ingestor.stop()
 
-    with pytest.raises(LogResetError, match=r"holds offsets up to \d+ of t/0 but the topic ends at 5.*TOPIC_EPOCH"):
+    with pytest.raises(LogResetError, match=r"holds offsets up to \d+ of t/0 but the topic has no record there.*TOPIC_EPOCH"):
         asyncio.run(assign(""))
     asyncio.run(assign("2"))  # a new epoch starts from an empty history
 
@@ -75,5 +79,36 @@ def test_records_delivered_twice_to_one_worker_make_rows_once(tmp_path):
         await ingestor.stop()
 
     asyncio.run(run())
+    counts = lake_counts(lake)
+    assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)
+
+
+def test_a_hole_in_delivery_is_read_again_before_the_records_after_it(tmp_path):
+    """Faust can drop buffered records in a rebalance and deliver the ones after them: the
+    worker holds those back, sends the consumer back to the hole, and loses nothing."""
+    lake = str(tmp_path / "lake")
+    events = [e for s in make_sessions(2, 3, seed=7) for e in s.events]
+    raw = [(e["session_id"].encode(), json.dumps(e).encode()) for e in events]
+    sought: list[int] = []
+
+    class Log:  # the topic holds every offset; what the consumer delivers is scripted below
+        async def first_offset_at(self, tp, offset):
+            return offset if offset < len(raw) else None
+
+        async def seek(self, tp, offset):
+            sought.append(offset)
+
+    async def run() -> None:
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), {}, partition_log=Log())
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        delivered = [0, 1, 2, 5, 6] + list(range(3, len(raw)))  # 3 and 4 dropped, then read again
+        for offset in delivered:
+            await ingestor.handle(*raw[offset], "t", 0, offset, 1.0e9)
+        await ingestor.stop()
+        assert ingestor.counters["rewinds"] == 1
+
+    asyncio.run(run())
+    assert sought == [3]
     counts = lake_counts(lake)
     assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)
