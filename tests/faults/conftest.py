@@ -80,11 +80,13 @@ def publish_sentinels(bootstrap: str, topic: str, tag: str, partitions: int = 4)
 
 
 def sentinels_in(lake: str, sids: list[str]) -> bool:
+    """Whether the sentinel sessions are in `turns` and in `sessions` (MERGEd right after the
+    appends of the same batch, so a reader can see the turns a moment before)."""
     try:
-        t = read(lake, "turns")
+        tables = [read(lake, name) for name in ("turns", "sessions")]
     except Exception:
         return False
-    return set(sids) <= set(t.column("session_id").to_pylist())
+    return all(set(sids) <= set(t.column("session_id").to_pylist()) for t in tables)
 
 
 def exact(lake: str, want: dict[str, int]) -> None:
