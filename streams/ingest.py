@@ -108,6 +108,11 @@ class Ingestor:
             self._prepare(fresh)
         self._rescan = True
 
+    async def resume_offset(self, tp: TP) -> int:
+        """The next offset of an assigned partition to read: one past what the lake holds."""
+        await asyncio.shield(self._ready[tp])
+        return self._next.get(tp, 0)
+
     def _prepare(self, tps: list[TP]) -> "asyncio.Future[None]":
         future = asyncio.ensure_future(self._load_and_check(tps))
         for tp in tps:

@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, TURNS
 from streams.ingest import Ingestor
 from streams.settings import WorkerSettings
 
@@ -57,7 +56,7 @@ class OfflineIngest:
         await ingestor.start()
         topic, partition = self.tp
         await ingestor.on_assigned([self.tp])
-        offset = max(ingestor.writer.committed_offsets(t, [self.tp])[self.tp] for t in (MESSAGES, TURNS, REWARDS, DEAD_LETTERS))
+        offset = await ingestor.resume_offset(self.tp) - 1
         for event in events:
             offset += 1
             key, value = _encode(event)
