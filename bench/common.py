@@ -115,6 +115,14 @@ def write_results(name: str, mode: str, result: dict[str, Any], markdown: str) -
     return js, md
 
 
+def report(name: str, mode: str, result: dict[str, Any], markdown: str, *, save: bool) -> None:
+    """Print the results table and, unless told not to, write them under bench/results/."""
+    print(markdown)
+    if save:
+        js, md = write_results(name, mode, result, markdown)
+        print(f"wrote {js} and {md}", file=sys.stderr)
+
+
 def machine_md(m: dict[str, Any]) -> str:
     pk = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
     return (

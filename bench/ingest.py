@@ -33,7 +33,7 @@ from typing import Any
 
 from streams.broker import free_port
 
-from bench.common import REPO, SCRATCH, delta_commits, machine, machine_md, peak_rss_mib, percentile, write_results
+from bench.common import REPO, SCRATCH, delta_commits, machine, machine_md, peak_rss_mib, percentile, report
 
 TURNS = 20
 RECORDS_PER_SESSION = TURNS + 3 + 0.2  # start, turns, end, outcome reward, a judgment every 5th
@@ -276,11 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": {"contender": "floor", "turns_per_s": base["turns_per_s"]},
         "contenders": results, "targets": targets,
     }
-    md = markdown(result)
-    print(md)
-    if not args.no_save:
-        js, mdp = write_results("ingest", mode, result, md)
-        print(f"wrote {js} and {mdp}", file=sys.stderr)
+    report("ingest", mode, result, markdown(result), save=not args.no_save)
     return 0
 
 

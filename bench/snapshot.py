@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SCRATCH, machine, machine_md, write_results
+from bench.common import REPO, SCRATCH, machine, machine_md, report
 
 TURNS = 10
 CHUNK = 2500
@@ -157,11 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     result = {"bench": "snapshot", "mode": mode, "machine": mach, "data": data, "filter": FILTER,
               "lake_snapshot": lake_r, "sqlite_baseline": sql_r, "ratios": ratios, "targets": targets}
-    md = markdown(result)
-    print(md)
-    if not args.no_save:
-        js, mdp = write_results("snapshot", mode, result, md)
-        print(f"wrote {js} and {mdp}", file=sys.stderr)
+    report("snapshot", mode, result, markdown(result), save=not args.no_save)
     return 0
 
 
