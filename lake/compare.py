@@ -43,11 +43,19 @@ def compare_runs(lake: Any, *, by: tuple[str, ...] = ("model", "run_id"), where:
         from lake.exceptions import QueryError
 
         raise QueryError(f"cannot group by {bad}; choose from {sorted(allowed)}")
-    sql = COMPARE_SQL.format(where=where or "TRUE", group_cols=", ".join(by))
+    sql = COMPARE_SQL.format(where=f"({where})" if where else "TRUE", group_cols=", ".join(by))
     if where:
         from lake.duck import check_read_only
+        from lake.exceptions import QueryError
 
-        check_read_only(lake.con, f"SELECT * FROM sessions WHERE {where}")
+        # The predicate is user text: it must be one expression (the whole query one SELECT),
+        # and it runs in the same sandbox as `lake sql` (no files outside the lake, no settings).
+        try:
+            check_read_only(lake.con, f"SELECT * FROM sessions WHERE ({where})")
+            check_read_only(lake.con, sql)
+        except ValueError as exc:
+            raise QueryError(f"--where {where!r} is not one SQL predicate over `sessions`: {exc}") from exc
+        lake.lock_down()
     result = lake.query(sql)
     columns = [d[0] for d in result.description]
     return [dict(zip(columns, row)) for row in result.fetchall()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from lake.compare import compare_runs
@@ -45,3 +46,29 @@ def test_compare_command_prints_json_and_refuses_unknown_groups(tmp_path, capsys
     assert "cannot group by ['seed']" in capsys.readouterr().err
     assert main(["compare", "--lake", lake]) == 0
     assert "experiments" in capsys.readouterr().out
+
+
+def test_compare_where_runs_in_the_sql_sandbox(tmp_path, capsys):
+    """--where is user SQL: it filters, but reads no file outside the lake and cannot break out."""
+    from lake.cli import main
+
+    lake = str(tmp_path / "lake")
+    write_events(lake, [e for s in make_sessions(3, 2, seed=1, run_id="r1")
+                        + make_sessions(2, 2, seed=2, run_id="r2") for e in s.events])
+    assert main(["compare", "--lake", lake, "--by", "run_id", "--format", "json", "--where", "run_id = 'r2'"]) == 0
+    assert [(r["run_id"], r["sessions"]) for r in json.loads(capsys.readouterr().out)] == [("r2", 2)]
+
+    secret = tmp_path / "hostname"
+    secret.write_text("s3cret-host\n")
+    leak = f"CAST((SELECT content FROM read_text('{secret}')) AS INT)=1"
+    assert main(["compare", "--lake", lake, "--where", leak]) == 2
+    err = capsys.readouterr().err
+    assert "disabled by configuration" in err and "s3cret" not in err
+    assert main(["compare", "--lake", lake, "--where",
+                 "CAST((SELECT content FROM read_text('/etc/hostname')) AS INT)=1"]) == 2
+    assert "disabled by configuration" in capsys.readouterr().err
+
+    for escape in ("TRUE) GROUP BY ALL; DROP VIEW sessions; SELECT (1", "TRUE; SET enable_external_access = true"):
+        assert main(["compare", "--lake", lake, "--where", escape]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --where ") and "is not one SQL predicate" in err
