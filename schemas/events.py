@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -23,6 +25,9 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "EVENT_TYPES",
     "SESSION_STATUSES",
+    "MAX_TURN",
+    "INT64_MIN",
+    "INT64_MAX",
     "ToolFunction",
     "ToolCall",
     "ChatMessage",
@@ -42,8 +47,15 @@ SCHEMA_VERSION = 1
 MAX_EVENT_BYTES = 1_000_000
 EVENT_TYPES = ("session_start", "turn", "session_end", "outcome_reward", "judgment")
 SESSION_STATUSES = ("terminated", "truncated", "error")
+# Integers land in int64 Delta columns; a turn number past this is a producer bug, not a session.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_TURN = 1_000_000
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+TurnNumber = Annotated[int, Field(ge=0, le=MAX_TURN)]
+# A JSON string escape of a UTF-16 surrogate; a lone one cannot be stored as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
 Metadata = dict[str, Any]
 
 
@@ -94,6 +106,17 @@ class _Event(_Strict):
     ts: AwareDatetime | None = None
     metadata: Metadata = Field(default_factory=dict)
 
+    @field_validator("ts")
+    @classmethod
+    def _ts_in_utc_range(cls, value: datetime | None) -> datetime | None:
+        # "0001-01-01T00:00:00+14:00" is valid ISO 8601 but falls before year 1 in UTC.
+        if value is not None:
+            try:
+                value.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("timestamp is outside years 1-9999 once converted to UTC") from None
+        return value
+
 
 class SessionStart(_Event):
     type: Literal["session_start"] = "session_start"
@@ -102,14 +125,14 @@ class SessionStart(_Event):
     model: str | None = None
     task_id: str | None = None
     split: str | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     run_id: str | None = None
     tools: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Turn(_Event):
     type: Literal["turn"] = "turn"
-    turn: Annotated[int, Field(ge=0)]
+    turn: TurnNumber = Field(description=f"0-based turn number, at most {MAX_TURN}")
     messages: list[ChatMessage] = Field(default_factory=list)
     reward: float | None = None
     achievements: list[str] = Field(default_factory=list)
@@ -120,7 +143,7 @@ class Turn(_Event):
 class SessionEnd(_Event):
     type: Literal["session_end"] = "session_end"
     status: Literal["terminated", "truncated", "error"]
-    num_turns: Annotated[int, Field(ge=0)] | None = None
+    num_turns: Annotated[int, Field(ge=0, le=MAX_TURN + 1)] | None = None
 
 
 class OutcomeReward(_Event):
@@ -192,13 +215,22 @@ def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_EVENT
         # Fast path: pydantic-core parses and validates JSON in one pass; errors take the slow
         # path below, which explains them field by field.
         try:
-            return _ADAPTER.validate_json(raw)
+            event = _ADAPTER.validate_json(raw)
         except ValidationError:
             pass
+        else:
+            if _SURROGATE_ESCAPE.search(raw):
+                _refuse_lone_surrogates(event)
+            return event
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EventValidationError(f"record is not UTF-8 JSON: {exc}") from exc
+        except RecursionError:
+            raise EventValidationError(
+                "record is nested too deeply to parse; keep metadata and content parts shallow "
+                "(a few levels, not hundreds)"
+            ) from None
     elif isinstance(raw, str):
         if len(raw.encode()) > max_bytes:
             raise EventTooLargeError(f"event is over the {max_bytes}-byte limit")
@@ -219,9 +251,40 @@ def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_EVENT
             "this worker reads wire format v1 only"
         )
     try:
-        return _ADAPTER.validate_python(data)
+        event = _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise EventValidationError(format_validation_error(exc, data)) from exc
+    except RecursionError:
+        raise EventValidationError("event is nested too deeply; keep metadata and content parts shallow") from None
+    _refuse_lone_surrogates(event)
+    return event
+
+
+def _refuse_lone_surrogates(event: BaseModel) -> None:
+    """JSON may escape a lone UTF-16 surrogate (\\ud800); UTF-8 storage cannot hold it."""
+    try:
+        event.model_dump_json()
+        return
+    except Exception:  # pydantic wraps the UnicodeEncodeError; find the field to name it
+        pass
+    stack: list[tuple[str, Any]] = [("", event.model_dump())]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise EventValidationError(
+                    f"field `{path}` = {value[:40]!r}: holds a lone UTF-16 surrogate, which is not valid "
+                    "Unicode text; encode the text as UTF-8 (or escape surrogate pairs in full)"
+                ) from None
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+            for k in value:
+                stack.append((f"{path}.<key>" if path else "<key>", k))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{path}.{i}", v) for i, v in enumerate(value))
+    raise EventValidationError("event cannot be encoded as UTF-8 JSON")
 
 
 def encode_event(event: BaseModel, *, max_bytes: int = MAX_EVENT_BYTES) -> bytes:
