@@ -160,7 +160,7 @@ def connect(
     threads: int | None = None,
     temp_directory: str | None = None,
 ) -> Lake:
-    """Open the lake at `versions` (default: the latest of each table) with its views.
+    """Open the lake at `versions` (default: the latest consistent point, lake.pins) with its views.
 
     reader "delta" scans with DuckDB's delta extension (`delta_scan(..., version := v)`);
     "arrow" registers deltalake's `DeltaTable(uri, version=v).to_pyarrow_dataset()`, which
@@ -169,9 +169,11 @@ def connect(
     import duckdb
 
     lake_uri = str(lake_uri)
-    pinned = dict(versions) if versions is not None else current_versions(
-        lake_uri, storage_options=storage_options
-    )
+    if versions is None:
+        from lake.pins import consistent_versions
+
+        versions = consistent_versions(lake_uri, storage_options=storage_options)
+    pinned = dict(versions)
     missing = [t for t in TABLES if t not in pinned]
     if missing:
         raise TableVersionError(f"no pinned version for table(s) {missing}; expected one per {TABLES}")
