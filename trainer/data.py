@@ -4,6 +4,8 @@ The mask is computed by rendering growing prefixes of the conversation with the 
 template: the characters an assistant turn adds (its text and the end-of-turn token) are trained,
 everything else (system, user, tool results, the generation prompt) is context only. This works
 for any prefix-preserving template, including SmolLM2's, which has no `{% generation %}` markers.
+An assistant message with `"weight": 0` (OpenAI fine-tuning's convention; `lake snapshot
+--mask-invalid-turns` writes it) stays in the text as context but gets no loss.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ __all__ = ["ChatExample", "DataReport", "to_chat", "render_prompt", "tokenize_ch
 
 @dataclass(frozen=True)
 class ChatExample:
-    """A conversation as role/content text; assistant turns at index >= train_from are trained."""
+    """A conversation as role/content text; assistant turns at index >= train_from are trained.
+
+    `no_loss` holds the indices of assistant turns marked `"weight": 0`: context, never trained;
+    `tool_call_turns` (the tool calls a model is asked to reproduce) leaves them out.
+    """
 
     source: str
     messages: list[dict[str, str]]
     train_from: int
     tool_call_turns: tuple[int, ...] = ()
     tools: tuple[dict[str, Any], ...] = ()
+    no_loss: tuple[int, ...] = ()
 
 
 @dataclass
@@ -38,6 +45,7 @@ class DataReport:
     examples: int = 0
     tokens: int = 0
     trained_tokens: int = 0
+    no_loss_turns: int = 0
     too_long: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -52,15 +60,30 @@ def _text(content: Any) -> str:
     return str(content)
 
 
-def _convert_messages(messages: Sequence[Mapping[str, Any]], source: str) -> tuple[list[dict[str, str]], list[int]]:
+def _weight(message: Mapping[str, Any], source: str, i: int) -> int:
+    """An assistant message's loss weight: 1 when absent, 0 for "no loss"; nothing else is accepted."""
+    weight = message.get("weight")
+    if weight is None:
+        return 1
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight not in (0, 1):
+        raise SnapshotFormatError(f"{source}: message {i} has weight {weight!r}; expected 0 (no loss) or 1")
+    return int(weight)
+
+
+def _convert_messages(
+    messages: Sequence[Mapping[str, Any]], source: str
+) -> tuple[list[dict[str, str]], list[int], list[int]]:
     out: list[dict[str, str]] = []
     tool_call_turns: list[int] = []
+    no_loss: list[int] = []
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, Mapping) else None
         if not isinstance(role, str):
             raise SnapshotFormatError(f"{source}: message {i} has no role")
         if role == "assistant":
-            if message.get("tool_calls"):
+            if _weight(message, source, i) == 0:
+                no_loss.append(len(out))
+            elif message.get("tool_calls"):
                 tool_call_turns.append(len(out))
             try:
                 out.append({"role": "assistant", "content": render_assistant_content(message)})
@@ -68,7 +91,7 @@ def _convert_messages(messages: Sequence[Mapping[str, Any]], source: str) -> tup
                 raise SnapshotFormatError(f"{source}: message {i}: {exc}") from exc
         else:
             out.append({"role": role, "content": _text(message.get("content"))})
-    return out, tool_call_turns
+    return out, tool_call_turns, no_loss
 
 
 def to_chat(row: SnapshotRow) -> ChatExample:
@@ -79,7 +102,7 @@ def to_chat(row: SnapshotRow) -> ChatExample:
     else:
         prompt, completion = list(data.get("prompt") or []), list(data.get("completion") or [])
         messages, train_from = prompt + completion, len(prompt)
-    chat, tool_call_turns = _convert_messages(messages, row.source)
+    chat, tool_call_turns, no_loss = _convert_messages(messages, row.source)
     tools = tuple(data.get("tools") or ())
     if tools:
         paragraph = render_tools_prompt(tools)
@@ -89,7 +112,8 @@ def to_chat(row: SnapshotRow) -> ChatExample:
             chat.insert(0, {"role": "system", "content": paragraph})
             train_from += 1
             tool_call_turns = [t + 1 for t in tool_call_turns]
-    return ChatExample(row.source, chat, train_from, tuple(tool_call_turns), tools)
+            no_loss = [t + 1 for t in no_loss]
+    return ChatExample(row.source, chat, train_from, tuple(tool_call_turns), tools, tuple(no_loss))
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool) -> str:
@@ -101,12 +125,15 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return _render(tokenizer, messages, generation_prompt=True)
 
 
-def _assistant_spans(tokenizer: Any, example: ChatExample) -> tuple[str, list[tuple[int, int]]]:
+def _assistant_spans(
+    tokenizer: Any, example: ChatExample
+) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]]]:
+    """The rendered text, the character spans of trained assistant turns, and those of no-loss ones."""
     messages = example.messages
     full = _render(tokenizer, messages, generation_prompt=False)
-    spans = []
+    spans, no_loss = [], []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant" or i < example.train_from or i == 0:
+        if message["role"] != "assistant" or i == 0 or (i < example.train_from and i not in example.no_loss):
             continue
         before = _render(tokenizer, messages[:i], generation_prompt=True)
         through = _render(tokenizer, messages[: i + 1], generation_prompt=False)
@@ -116,28 +143,35 @@ def _assistant_spans(tokenizer: Any, example: ChatExample) -> tuple[str, list[tu
                 "the text of earlier turns), so assistant tokens cannot be located; pass a training template "
                 "with --chat_template_path FILE.jinja"
             )
-        spans.append((len(before), len(through)))
-    return full, spans
+        (no_loss if i in example.no_loss else spans).append((len(before), len(through)))
+    return full, spans, no_loss
 
 
-def tokenize_chat(tokenizer: Any, example: ChatExample) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered conversation and a 0/1 mask that is 1 on trained assistant tokens."""
-    text, spans = _assistant_spans(tokenizer, example)
+def tokenize_chat(tokenizer: Any, example: ChatExample, *, assistant_only: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation and a 0/1 loss mask.
+
+    The mask is 1 on trained assistant tokens (assistant_only), or on every token but those of
+    `"weight": 0` assistant turns (assistant_only=False); a token that straddles an edge takes
+    the span's bit, so no-loss text never leaks into the loss.
+    """
+    text, trained, no_loss = _assistant_spans(tokenizer, example)
+    marked, bit, default = (trained, 1, 0) if assistant_only else (no_loss, 0, 1)
     if getattr(tokenizer, "is_fast", False):
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(encoded["input_ids"])
-        mask = [int(any(s < end and e > start for start, end in spans)) for s, e in encoded["offset_mapping"]]
+        mask = [bit if any(s < end and e > start for start, end in marked) else default
+                for s, e in encoded["offset_mapping"]]
         return ids, mask
     # Slow tokenizers have no offsets: tokenize the pieces between span edges one by one.
     ids, mask, cursor = [], [], 0
-    for start, end in spans:
-        for piece, bit in ((text[cursor:start], 0), (text[start:end], 1)):
+    for start, end in marked:
+        for piece, piece_bit in ((text[cursor:start], default), (text[start:end], bit)):
             piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
             ids += piece_ids
-            mask += [bit] * len(piece_ids)
+            mask += [piece_bit] * len(piece_ids)
         cursor = end
     tail = tokenizer(text[cursor:], add_special_tokens=False)["input_ids"] if text[cursor:] else []
-    return ids + tail, mask + [0] * len(tail)
+    return ids + tail, mask + [default] * len(tail)
 
 
 def build_examples(
@@ -147,27 +181,32 @@ def build_examples(
 
     Rows that cannot be converted or have nothing left to train on are skipped and named in the
     report rather than stopping a long job; longer-than-max_length rows are truncated and reported.
+    Assistant turns with `"weight": 0` get mask 0 either way (counted in `no_loss_turns`).
     """
     report = DataReport(rows=len(rows))
     columns: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
     for row in rows:
         try:
             example = to_chat(row)
-            ids, mask = tokenize_chat(tokenizer, example)
+            ids, mask = tokenize_chat(tokenizer, example, assistant_only=assistant_only_loss)
         except SnapshotFormatError as exc:
             report.skipped[row.source] = str(exc)
             continue
-        if not assistant_only_loss:
-            mask = [1] * len(ids)
         if max_length is not None and len(ids) > max_length:
             report.too_long.append(f"{row.source} ({len(ids)} tokens)")
             ids, mask = ids[:max_length], mask[:max_length]
         if not any(mask):
-            report.skipped[row.source] = f"{row.source}: no assistant tokens to train on within max_length"
+            trainable = [i for i, m in enumerate(example.messages)
+                         if m["role"] == "assistant" and i >= max(example.train_from, 1)]
+            if trainable and set(trainable) <= set(example.no_loss):
+                report.skipped[row.source] = f"{row.source}: every assistant turn has weight 0 (no loss)"
+            else:
+                report.skipped[row.source] = f"{row.source}: no assistant tokens to train on within max_length"
             continue
         columns["input_ids"].append(ids)
         columns["assistant_masks"].append(mask)
         report.examples += 1
+        report.no_loss_turns += len(example.no_loss)
         report.tokens += len(ids)
         report.trained_tokens += sum(mask)
     return columns, report
