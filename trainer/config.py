@@ -13,7 +13,7 @@ from typing import Any
 
 from trainer.exceptions import TrainerConfigError
 
-__all__ = ["TrainerArguments", "DeviceInfo", "agent_sft_defaults", "detect_device", "build_parser", "parse_train_args", "pop_debug_flag"]
+__all__ = ["TrainerArguments", "DeviceInfo", "agent_sft_defaults", "detect_device", "build_parser", "parse_dataclasses", "parse_train_args", "pop_debug_flag"]
 
 
 @dataclass
@@ -81,10 +81,69 @@ def agent_sft_defaults(device: DeviceInfo) -> dict[str, Any]:
     return defaults
 
 
-def build_parser() -> Any:
+def build_parser(prog: str = "python -m trainer", dataclass_types: tuple[Any, ...] | None = None) -> Any:
+    """TRL's parser for our arguments + SFTConfig + ModelConfig, with help as the README writes it."""
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    return TrlParser((TrainerArguments, SFTConfig, ModelConfig))
+    types = dataclass_types or (TrainerArguments, SFTConfig, ModelConfig)
+    parser = TrlParser(types, prog=prog, formatter_class=HelpFormatter)
+    return one_line_errors(dashes_first(parser))
+
+
+def one_line_errors(parser: Any) -> Any:
+    """argparse prints the whole usage (hundreds of flags here) before an error; raise one line instead."""
+
+    def error(message: str) -> None:
+        raise TrainerConfigError(f"{message}; see `{parser.prog} --help`")
+
+    parser.error = error
+    return parser
+
+
+def _help_formatter() -> type:
+    import argparse
+
+    class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+        """Shows a default only when there is one: our defaults of None are explained in the help."""
+
+        def _get_help_string(self, action: argparse.Action) -> str:
+            if action.default is None or action.default is argparse.SUPPRESS:
+                return action.help or ""
+            return super()._get_help_string(action)
+
+    return _Formatter
+
+
+HelpFormatter = _help_formatter()
+
+
+def dashes_first(parser: Any) -> Any:
+    """Show `--max-steps` before `--max_steps` in usage and help; both spellings keep working."""
+    for action in parser._actions:
+        dashed = [o for o in action.option_strings if o.startswith("--") and "-" in o[2:]]
+        if dashed:
+            action.option_strings = dashed + [o for o in action.option_strings if o not in dashed]
+    return parser
+
+
+def parse_dataclasses(parser: Any, args: list[str]) -> tuple[Any, ...]:
+    """parse_args_into_dataclasses with one-line errors: unknown flags name the closest known one."""
+    import difflib
+
+    try:
+        return parser.parse_args_into_dataclasses(args=args)
+    except ValueError as exc:
+        if "not used by the HfArgumentParser" not in str(exc):
+            raise TrainerConfigError(str(exc)) from exc
+        known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        unknown = [a.split("=", 1)[0] for a in args if a.startswith("--") and a.split("=", 1)[0] not in known]
+        hints = []
+        for flag in unknown or [str(exc)]:
+            close = difflib.get_close_matches(flag, known, n=1)
+            hints.append(f"{flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise TrainerConfigError(
+            f"unknown argument {', '.join(hints)}; see `{parser.prog} --help`"
+        ) from None
 
 
 def _pop_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -144,7 +203,7 @@ def parse_train_args(argv: list[str], *, device: DeviceInfo) -> tuple[TrainerArg
         if unknown:
             keys = sorted({item[2:] for item in unknown[::2]})
             raise TrainerConfigError(f"config file {config_path!r} has unknown settings {keys}; see `python -m trainer --help`")
-    ours, sft, model_args = parser.parse_args_into_dataclasses(args=args)
+    ours, sft, model_args = parse_dataclasses(parser, args)
     if ours.model and model_args.model_name_or_path and ours.model != model_args.model_name_or_path:
         raise TrainerConfigError("pass the model once: --model and --model_name_or_path disagree")
     model = ours.model or model_args.model_name_or_path

@@ -28,9 +28,17 @@ class EvaluateArguments:
     max_new_tokens: int = field(default=96, metadata={"help": "Generation length limit per reply."})
     batch_size: int = field(default=8, metadata={"help": "Examples per forward pass / generate call."})
     output: str | None = field(default=None, metadata={"help": "Also write the metrics JSON to this file."})
+    progress: bool | None = field(default=None, metadata={"help": "Progress bars on stderr (default: on a terminal)."})
 
 
-def held_out_loss(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, batch_size: int = 8, max_length: int | None = 2048) -> tuple[float | None, int]:
+def _bar(total: int, desc: str, progress: bool | None) -> Any:
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal only, unless asked for explicitly.
+    return tqdm(total=total, desc=desc, unit="ex", disable=None if progress is None else not progress)
+
+
+def held_out_loss(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, batch_size: int = 8, max_length: int | None = 2048, progress: bool | None = False) -> tuple[float | None, int]:
     """Mean negative log-likelihood per assistant token (the training objective) and the token count."""
     import torch
 
@@ -38,6 +46,7 @@ def held_out_loss(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, batch_
     total, count = 0.0, 0
     device = model.device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    bar = _bar(len(columns["input_ids"]), "held-out loss", progress)
     for start in range(0, len(columns["input_ids"]), batch_size):
         ids = columns["input_ids"][start : start + batch_size]
         masks = columns["assistant_masks"][start : start + batch_size]
@@ -52,6 +61,8 @@ def held_out_loss(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, batch_
         )
         total += loss.item()
         count += int((labels[:, 1:] != -100).sum())
+        bar.update(len(ids))
+    bar.close()
     return (total / count if count else None), count
 
 
@@ -69,12 +80,13 @@ def tool_call_prompts(rows: list[SnapshotRow], *, max_prompts: int) -> list[tupl
     return prompts[:max_prompts]
 
 
-def generate_replies(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int = 8) -> list[str]:
+def generate_replies(model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int = 8, progress: bool | None = False) -> list[str]:
     """Greedy continuations of chat-template prompts, left-padded into batches."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     replies = []
+    bar = _bar(len(prompts), "generate tool calls", progress)
     for start in range(0, len(prompts), batch_size):
         encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]]
         width = max(len(x) for x in encoded)
@@ -90,6 +102,8 @@ def generate_replies(model: Any, tokenizer: Any, prompts: list[str], *, max_new_
                 eos_token_id=tokenizer.eos_token_id,
             )
         replies += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        bar.update(len(encoded))
+    bar.close()
     return replies
 
 
@@ -100,13 +114,13 @@ def _calls(text: str) -> list[tuple[str, Any]] | None:
         return None
 
 
-def evaluate_model(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, max_prompts: int = 32, max_new_tokens: int = 96, batch_size: int = 8) -> dict[str, Any]:
+def evaluate_model(model: Any, tokenizer: Any, rows: list[SnapshotRow], *, max_prompts: int = 32, max_new_tokens: int = 96, batch_size: int = 8, progress: bool | None = False) -> dict[str, Any]:
     """Held-out loss, and the share of generated tool-call turns that parse (and match the reference)."""
     model.eval()
-    loss, tokens = held_out_loss(model, tokenizer, rows, batch_size=batch_size)
+    loss, tokens = held_out_loss(model, tokenizer, rows, batch_size=batch_size, progress=progress)
     prompts = tool_call_prompts(rows, max_prompts=max_prompts)
     texts = [render_prompt(tokenizer, example.messages[:i]) for example, i in prompts]
-    replies = generate_replies(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    replies = generate_replies(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     valid = [is_valid_tool_call_reply(r, tools=ex.tools or None) for r, (ex, _) in zip(replies, prompts)]
     matches = [_calls(r) is not None and _calls(r) == _calls(ex.messages[i]["content"]) for r, (ex, i) in zip(replies, prompts)]
     return {
@@ -130,13 +144,12 @@ def _rows(snapshot: Snapshot, split: str) -> list[SnapshotRow]:
 def main(argv: list[str] | None = None) -> int:
     from schemas.exceptions import RolloutLakeError
 
-    from trainer.config import pop_debug_flag
+    from trainer.config import build_parser, parse_dataclasses, pop_debug_flag
 
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
-        from transformers import HfArgumentParser
-
-        (opts,) = HfArgumentParser(EvaluateArguments).parse_args_into_dataclasses(args=args)
+        parser = build_parser("python -m trainer.evaluate", (EvaluateArguments,))
+        (opts,) = parse_dataclasses(parser, args)
         snapshot = load_snapshot(opts.snapshot)
         rows = _rows(snapshot, opts.split)
 
@@ -152,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         align_eos_token(tokenizer, model)
         if cuda:
             model = model.to("cuda")
-        metrics = evaluate_model(model, tokenizer, rows, max_prompts=opts.max_prompts, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size)
+        metrics = evaluate_model(model, tokenizer, rows, max_prompts=opts.max_prompts, max_new_tokens=opts.max_new_tokens,
+                                 batch_size=opts.batch_size, progress=opts.progress)
     except RolloutLakeError as exc:
         if debug:
             raise

@@ -94,3 +94,38 @@ def test_evaluate_needs_a_val_split(snapshot_factory, capsys):
     assert evaluate(["--snapshot", str(snapshot_factory(n_val=None))]) == 1
 
     assert "has no val.jsonl examples; pass --split train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-stpes", "2"], "error: unknown argument --max-stpes (did you mean --max-steps?); see `python -m trainer --help`"),
+        (["--max-steps", "two"], "error: argument --max-steps/--max_steps: invalid int value: 'two'; see `python -m trainer --help`"),
+        ([], "error: the following arguments are required: --snapshot; see `python -m trainer --help`"),
+    ],
+)
+def test_flag_mistakes_are_one_line(argv, message, snapshot_factory, tmp_path, capsys):
+    snapshot = [] if not argv else ["--snapshot", str(snapshot_factory())]
+
+    assert main([*snapshot, *argv, "--output", str(tmp_path / "out")]) == 1
+
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_names_the_command_and_the_readme_spelling():
+    proc = subprocess.run([sys.executable, "-m", "trainer", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m trainer [-h] --snapshot SNAPSHOT")
+    assert "--max-steps MAX_STEPS, --max_steps MAX_STEPS" in proc.stdout
+    assert "(default: None)" not in proc.stdout
+    assert "(default: 2e-05)" in proc.stdout  # the agent-SFT default, not TRL's
+
+
+def test_evaluate_typo_is_one_line(snapshot_factory, capsys):
+    assert evaluate(["--snapshot", str(snapshot_factory()), "--max-promts", "3"]) == 1
+
+    assert capsys.readouterr().err == (
+        "error: unknown argument --max-promts (did you mean --max-prompts?); see `python -m trainer.evaluate --help`\n")
