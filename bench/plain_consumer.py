@@ -119,9 +119,9 @@ class _Ack:
 
 
 async def _ingestor(consumer: AIOKafkaConsumer, s: WorkerSettings, stop: asyncio.Event) -> None:
-    from streams.ingest import Ingestor
+    from streams.worker import Ingestor, Record
 
-    ingestor = Ingestor(s, {})
+    ingestor = Ingestor(s)
     await ingestor.start()
     await ingestor.on_assigned([(tp.topic, tp.partition) for tp in consumer.assignment()])
     acked: dict = {}
@@ -129,11 +129,11 @@ async def _ingestor(consumer: AIOKafkaConsumer, s: WorkerSettings, stop: asyncio
     last_tick = time.time()
     while not stop.is_set():
         got = await consumer.getmany(timeout_ms=100, max_records=5000)
-        for tp, msgs in got.items():
-            for m in msgs:
-                # One ack object per partition batch would do; per record mirrors Faust's events.
-                await ingestor.handle(m.key, m.value, tp.topic, tp.partition, m.offset, m.timestamp / 1000,
-                                      ack=_Ack(tp, m.offset, acked))
+        # One ack object per partition batch would do; per record mirrors Faust's events.
+        records = [Record(m.key, m.value, tp.topic, tp.partition, m.offset, m.timestamp / 1000, _Ack(tp, m.offset, acked))
+                   for tp, msgs in got.items() for m in msgs]
+        if records:
+            await ingestor.handle_batch(records)
         await ingestor.tick_latency()
         if time.time() - last_tick >= s.timer_interval_s:
             last_tick = time.time()

@@ -64,6 +64,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("updated_at", TS),
             # Highest Kafka offset folded into this row: an older state never overwrites a newer.
             pa.field("last_offset", pa.int64()),
+            # The partition the session's records come from (key = session_id): a worker that is
+            # assigned it rebuilds the session's state from the lake.
+            pa.field("kafka_topic", pa.string()),
+            pa.field("kafka_partition", pa.int32()),
         ]
     ),
     TURNS: pa.schema(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from lake.tables import SCHEMAS, SESSIONS, TABLES, table_uri
@@ -54,9 +54,15 @@ class LakeWriter:
     # -- tables -----------------------------------------------------------------------------
 
     def ensure_tables(self) -> None:
-        """Create any missing table with its schema; safe to race with another worker."""
+        """Create any missing table with its schema, and add columns a newer schema has."""
         for name in TABLES:
-            self.table(name)
+            dt = self.table(name)
+            have = {f.name for f in dt.schema().fields}
+            missing = [f for f in SCHEMAS[name] if f.name not in have]
+            if missing:
+                log.info("adding columns %s to %s", [f.name for f in missing], name)
+                dt.alter.add_columns([Field.from_arrow(f) for f in missing])
+                dt.update_incremental()
 
     def table(self, name: str) -> DeltaTable:
         """The cached DeltaTable for `name`, created on first use."""
@@ -126,9 +132,12 @@ class LakeWriter:
         return 0  # pragma: no cover - loop always returns or raises
 
     def upsert_sessions(self, rows: pa.Table, *, offsets: Mapping[TopicPartition, int] | None = None) -> int:
-        """MERGE session state rows by session_id; an older state never replaces a newer one."""
-        if rows.num_rows == 0:
-            return 0
+        """MERGE session state rows by session_id; an older state never replaces a newer one.
+
+        With `offsets`, the commit also records them as app transactions, even with no rows (an
+        empty append then carries them): a batch is whole in the lake once `sessions` has its
+        offsets, so a crash between the appends and this MERGE is replayed from the log.
+        """
         rows = rows.cast(SCHEMAS[SESSIONS]) if rows.schema != SCHEMAS[SESSIONS] else rows
         for attempt in range(1, self.max_attempts + 1):
             dt = self._refresh(SESSIONS)
@@ -136,7 +145,12 @@ class LakeWriter:
             for tp, offset in sorted((offsets or {}).items()):
                 if offset > self._version(dt, tp):
                     txns.append(Transaction(app_id_for(self.app_id, *tp), offset))
+            if rows.num_rows == 0 and not txns:
+                return 0
             try:
+                if rows.num_rows == 0:  # a MERGE of nothing commits nothing: append nothing instead
+                    write_deltalake(dt, rows, mode="append", commit_properties=CommitProperties(app_transactions=txns))
+                    return 0
                 (
                     dt.merge(
                         rows,
@@ -157,10 +171,6 @@ class LakeWriter:
                 log.warning("merge into sessions failed (%s); retrying", exc)
                 time.sleep(min(0.2 * 2**attempt, 3.0))
         return 0  # pragma: no cover
-
-    def write_rows(self, name: str, records: list[dict[str, Any]], *, offsets: Mapping[TopicPartition, int]) -> int:
-        """Convenience for small batches: build the Arrow table from row dicts, then append."""
-        return self.append(name, pa.Table.from_pylist(records, schema=SCHEMAS[name]), offsets=offsets)
 
 
 def _rows_after(rows: pa.Table, committed: Mapping[TopicPartition, int]) -> pa.Table:

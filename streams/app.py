@@ -1,6 +1,9 @@
-"""The Faust application (`faust -A streams.app worker -l info`); agents live in streams.agents."""
+"""The Faust application (`faust -A streams.app worker -l info`); the worker lives in streams.worker."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import faust
 
@@ -36,15 +39,15 @@ app = faust.App(
     settings.worker_group,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
     broker_credentials=_credentials(settings),
-    store=settings.store,
-    autodiscover=["streams.agents"],
+    # No Faust tables: the lake is the only truth, so nothing durable lives in the data dir.
+    datadir=settings.worker_datadir or str(Path(tempfile.gettempdir()) / f"rollout-lake-worker-{settings.worker_group}"),
+    autodiscover=["streams.worker.stream"],
     origin="streams",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=settings.topic_replication_factor,
     # A new group reads the topic from its start: no event published before the worker is lost.
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
-    producer_max_batch_size=settings.producer_max_batch_size,
     # Short timeouts so a crashed worker's partitions move to a live one within seconds.
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,

@@ -16,14 +16,16 @@ from typing import Any
 
 from schemas import Judgment, OutcomeReward, SessionEnd, SessionStart, Turn
 
-__all__ = ["Fold", "fold_event", "new_state", "session_row", "session_status"]
+__all__ = ["Fold", "fold_event", "new_state", "session_row", "session_status", "state_from_lake"]
 
 REWARD_OBJECTIVE = "reward"
+SESSION_END_STATUSES = ("terminated", "truncated", "error")
 
 
-def new_state(session_id: str, partition: int) -> dict[str, Any]:
+def new_state(session_id: str, partition: int, topic: str | None = None) -> dict[str, Any]:
     return {
         "sid": session_id,
+        "topic": topic,
         "p": partition,
         "start": None,
         "end": None,
@@ -64,9 +66,11 @@ def _ts_key(ts: datetime | None, record_ms: int) -> str:
     return when.astimezone(timezone.utc).isoformat()
 
 
-def fold_event(state: dict[str, Any] | None, event: Any, *, partition: int, offset: int, record_ms: int) -> Fold:
+def fold_event(
+    state: dict[str, Any] | None, event: Any, *, partition: int, offset: int, record_ms: int, topic: str | None = None
+) -> Fold:
     """Apply one parsed event at (partition, offset) to a session's state; never mutates `state`."""
-    st = new_state(event.session_id, partition) if state is None else _copy(state)
+    st = new_state(event.session_id, partition, topic) if state is None else _copy(state)
     st["first_ts"] = record_ms if st["first_ts"] is None else min(st["first_ts"], record_ms)
     st["last_ts"] = record_ms if st["last_ts"] is None else max(st["last_ts"], record_ms)
     st["last_offset"] = max(st["last_offset"], offset)
@@ -191,4 +195,63 @@ def session_row(state: dict[str, Any], *, now_ms: int, reward_grace_s: float, id
         "last_event_at": _ms_to_dt(state["last_ts"]),
         "updated_at": _ms_to_dt(now_ms),
         "last_offset": state["last_offset"],
+        "kafka_topic": state.get("topic"),
+        "kafka_partition": state["p"],
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def state_from_lake(
+    session: dict[str, Any] | None,
+    turns: list[dict[str, Any]],
+    rewards: list[dict[str, Any]],
+    *,
+    session_id: str,
+    partition: int,
+    topic: str | None = None,
+) -> dict[str, Any]:
+    """Rebuild a session's state from its lake rows: the `sessions` row, its turns and rewards.
+
+    The lake is the truth; the worker's in-memory state is only a cache of open sessions. Offsets
+    of the start and end records are not stored, so a replayed start/end counts as a duplicate,
+    which writes no row either way.
+    """
+    st = new_state(session_id, partition, topic)
+    for t in turns:
+        st["turns"][str(t["turn"])] = t["kafka_offset"]
+        if t.get("reward") is not None:
+            st["step_reward"] += t["reward"]
+    st["turn_ach"] = sorted({a for t in turns for a in (t.get("achievements") or [])})
+    for r in sorted(rewards, key=lambda r: (_iso(r["ts"]) or "", r["kafka_offset"])):
+        st["ev"][r["event_id"]] = r["kafka_offset"]
+        entry_ts = _iso(r["ts"])
+        if r["kind"] == "outcome_reward":
+            st["reward"][r["objective"] or REWARD_OBJECTIVE] = [r["total_reward"], list(r.get("achievements") or []), entry_ts, r["kafka_offset"]]
+        else:
+            st["judgment"] = [r["label"], entry_ts, r["kafka_offset"]]
+    offsets = [t["kafka_offset"] for t in turns] + [r["kafka_offset"] for r in rewards]
+    if session is not None:
+        if session.get("kafka_partition") is not None:
+            st["p"] = session["kafka_partition"]
+            st["topic"] = session.get("kafka_topic") or topic
+        if session.get("tools") is not None:  # a session_start was folded
+            st["start"] = {
+                "o": -1,
+                **{k: session.get(k) for k in ("env_name", "policy_name", "model", "task_id", "split", "seed", "run_id", "tools", "metadata")},
+                "ts": _iso(session.get("started_at")),
+            }
+        if session.get("status") in SESSION_END_STATUSES:
+            st["end"] = {"o": -1, "status": session["status"], "num_turns": session.get("num_turns"), "ts": _iso(session.get("ended_at"))}
+            st["end_ts"] = _ms(session.get("ended_at")) or _ms(session.get("last_event_at"))
+        st["first_ts"] = _ms(session.get("started_at"))
+        st["last_ts"] = _ms(session.get("last_event_at"))
+        offsets.append(session.get("last_offset") if session.get("last_offset") is not None else -1)
+    st["last_offset"] = max(offsets, default=-1)
+    return st

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -13,6 +14,9 @@ from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TURN
 from schemas import Judgment, OutcomeReward, Turn
 
 __all__ = ["RowBatch"]
+
+log = logging.getLogger(__name__)
+Source = tuple[str, int, int]  # (topic, partition, offset)
 
 _APPENDED = (MESSAGES, TURNS, REWARDS, DEAD_LETTERS)
 
@@ -38,6 +42,10 @@ class RowBatch:
         self.dirty_sessions: set[str] = set()  # rows built once per batch, at flush
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset folded
         self.events: list[Any] = []  # Faust events to ack once the batch is committed
+        # Raw records whose rows are in this batch: a row Arrow refuses turns its record into a
+        # dead letter instead of failing the batch.
+        self.raw: dict[Source, tuple[bytes | None, bytes | None, int]] = {}
+        self.isolated: list[tuple[Source, bytes | None, bytes | None, str]] = []
         self.approx_bytes = 0
         self.first_added: float | None = None
 
@@ -129,15 +137,65 @@ class RowBatch:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def remember(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, record_ms: int) -> None:
+        self.raw[(topic, partition, offset)] = (key, value, record_ms)
+
     def tables(self) -> Iterable[tuple[str, pa.Table]]:
-        """(table name, Arrow rows) for every appended table with rows in this batch."""
+        """(table name, Arrow rows) for every appended table with rows in this batch.
+
+        A row Arrow cannot hold (edge validation should have caught it) makes its whole record
+        a dead letter, listed in `isolated`; the other records of the batch still go in.
+        """
+        built: dict[str, pa.Table] = {}
         for name in _APPENDED:
             cols = self.columns[name]
-            if cols["kafka_offset"]:
-                yield name, pa.Table.from_pydict(cols, schema=SCHEMAS[name])
+            if not cols["kafka_offset"]:
+                continue
+            try:
+                built[name] = pa.Table.from_pydict(cols, schema=SCHEMAS[name])
+            except Exception:  # noqa: BLE001 - any conversion error isolates rows, never loses the batch
+                self._isolate(name)
+                return self.tables()
+        return list(built.items())
+
+    def _isolate(self, name: str) -> None:
+        cols = self.columns[name]
+        schema = SCHEMAS[name]
+        bad: dict[Source, str] = {}
+        for i in range(len(cols["kafka_offset"])):
+            try:
+                pa.Table.from_pydict({k: v[i : i + 1] for k, v in cols.items()}, schema=schema)
+            except Exception as exc:  # noqa: BLE001
+                source = (cols["kafka_topic"][i], cols["kafka_partition"][i], cols["kafka_offset"][i])
+                bad.setdefault(source, f"row for table {name} cannot be stored: {type(exc).__name__}: {exc}"[:1000])
+        if not bad:
+            raise RuntimeError(f"table {name} failed to build but no single row fails")
+        for table in _APPENDED:
+            c = self.columns[table]
+            keep = [
+                i for i in range(len(c["kafka_offset"]))
+                if (c["kafka_topic"][i], c["kafka_partition"][i], c["kafka_offset"][i]) not in bad
+            ]
+            for k in c:
+                c[k] = [c[k][i] for i in keep]
+        for source, error in bad.items():
+            key, value, record_ms = self.raw.get(source, (None, None, 0))
+            log.error("dead letter at %s/%s/%s: %s", *source, error)
+            self.add_dead_letter(error, key, value, *source, record_ms)
+            self.isolated.append((source, key, value, error))
 
     def sessions_table(self) -> pa.Table:
-        return pa.Table.from_pylist(list(self.sessions.values()), schema=SCHEMAS[SESSIONS])
+        try:
+            return pa.Table.from_pylist(list(self.sessions.values()), schema=SCHEMAS[SESSIONS])
+        except Exception:  # noqa: BLE001 - keep every session row Arrow accepts
+            good = []
+            for row in self.sessions.values():
+                try:
+                    pa.Table.from_pylist([row], schema=SCHEMAS[SESSIONS])
+                    good.append(row)
+                except Exception as exc:  # noqa: BLE001
+                    log.critical("sessions row of %r cannot be stored and is skipped: %s", row.get("session_id"), exc)
+            return pa.Table.from_pylist(good, schema=SCHEMAS[SESSIONS])
 
     def counts(self) -> dict[str, int]:
         out = {name: len(self.columns[name]["kafka_offset"]) for name in _APPENDED}

@@ -3,8 +3,7 @@
 For benchmarks and fixtures that need a large lake quickly: the same validation, session
 assembly, row building and exactly-once writer as the worker, fed from memory. Offsets continue
 after what the lake already holds for the given (topic, partition), so repeated calls append.
-`write_events` keeps session state for one call only (whole sessions per call); `OfflineIngest`
-keeps it across calls, like a worker that never restarts.
+Session state between calls comes back from the lake, as in a restarted worker.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from streams.ingest import Ingestor
 from streams.settings import WorkerSettings
+from streams.worker import Ingestor, Record
 
 __all__ = ["OfflineIngest", "write_events"]
 
@@ -45,22 +44,27 @@ class OfflineIngest:
         self.tp = (topic, partition)
         self.clock = clock or time.time
         self.settings = WorkerSettings(lake_uri=lake_uri, rollout_topic=topic, batch_max_rows=batch_rows, **settings)
-        self.state: dict[str, Any] = {}
 
     def write(self, events: Iterable[Any]) -> dict[str, int]:
         """Fold and write events (models, dicts, raw bytes or (key, value) tuples); returns counters."""
         return asyncio.run(self._write(events))
 
     async def _write(self, events: Iterable[Any]) -> dict[str, int]:
-        ingestor = Ingestor(self.settings, self.state, clock=self.clock)
+        ingestor = Ingestor(self.settings, clock=self.clock)
         await ingestor.start()
         topic, partition = self.tp
         await ingestor.on_assigned([self.tp])
         offset = await ingestor.resume_offset(self.tp) - 1
+        chunk: list[Record] = []
         for event in events:
             offset += 1
             key, value = _encode(event)
-            await ingestor.handle(key, value, topic, partition, offset, self.clock())
+            chunk.append(Record(key, value, topic, partition, offset, self.clock()))
+            if len(chunk) >= 5_000:  # like the worker: one lake look-up per record batch
+                await ingestor.handle_batch(chunk)
+                chunk = []
+        if chunk:
+            await ingestor.handle_batch(chunk)
         await ingestor.stop()
         return dict(ingestor.counters)
 

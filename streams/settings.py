@@ -66,20 +66,20 @@ class WorkerSettings(KafkaSettings):
     # Sessions with no events for this long become `abandoned`.
     idle_timeout_s: float = Field(default=3600.0, gt=0)
     timer_interval_s: float = Field(default=2.0, gt=0)
-    store: str = Field(default="memory://", description="Faust table store; rocksdb:// in production")
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     topic_replication_factor: int = Field(default=1, ge=1)
     broker_session_timeout_s: float = Field(default=6.0, gt=0)
     broker_heartbeat_interval_s: float = Field(default=1.5, gt=0)
-    # Fault injection for the crash tests: SIGKILL this process around the Nth Delta commit.
-    fault_kill_before_commit: int | None = None
-    fault_kill_after_commit: int | None = None
+    # Records taken from Faust per call of the batch agent, and how long to wait to fill it.
+    take_max_records: int = Field(default=2_000, ge=1)
+    take_within_s: float = Field(default=0.05, gt=0)
+    # A finalized session leaves memory this long after its row is committed; a later event
+    # for it is resolved against the lake.
+    evict_after_s: float = Field(default=10.0, ge=0)
+    # `module:attribute` of commit hooks (streams.worker.hooks); tests install fault injection here.
+    worker_hooks: str | None = None
+    # Faust's data directory (it keeps no state here; nothing in it is needed for correctness).
+    worker_datadir: str | None = Field(default=None, description="default: <tmp>/rollout-lake-worker-<group>")
     web_enabled: bool = False  # `faust worker` turns the web server on unless --without-web
     # Faust's web server (stats, table views); give each worker on one host its own port.
     web_port: int = Field(default=6066, ge=1, le=65535)
-    # Bytes per produce batch of the worker's own producer (state changelog, dead letters). 1 puts
-    # each record in its own batch: Tansu reports a log end at the start of its last batch + 1,
-    # and Faust restores table state only up to that end, so larger batches there lose the state
-    # of the last records (and with it the dedupe of their duplicates). On real Kafka raise it
-    # (e.g. 16384) for throughput.
-    producer_max_batch_size: int = Field(default=1, ge=1)

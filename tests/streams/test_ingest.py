@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from streams.ingest import Ingestor, LogResetError
+from streams.worker import Ingestor, LogResetError
 from streams.offline import write_events
 from streams.settings import WorkerSettings
 from streams.synthetic import make_sessions

@@ -12,6 +12,8 @@ from tests.streams.test_worker import assert_exact, complete
 
 pytestmark = pytest.mark.fault
 
+HOOKS = "tests.streams.hooks:KillAt"
+
 
 def _workload(seed: int, n_sessions: int = 300):
     sessions = make_sessions(n_sessions, 20, seed=seed, obs_chars=200)
@@ -29,10 +31,10 @@ def test_sigkill_before_and_after_delta_commits_then_restart(broker, topic_facto
     group = "g-fault-points"
     small = {"BATCH_MAX_ROWS": "400"}
     # 1: dies just before its 3rd commit; 2: right after its 2nd Delta commit, before any ack.
-    first = worker_factory(topic, lake, group=group, FAULT_KILL_BEFORE_COMMIT="3", **small)
+    first = worker_factory(topic, lake, group=group, WORKER_HOOKS=HOOKS, KILL_BEFORE_COMMIT="3", **small)
     wait_for(lambda: first.proc.poll() is not None, 120, "the first worker to die", [first])
     assert lake_counts(lake)["turns"] > 0
-    second = worker_factory(topic, lake, group=group, FAULT_KILL_AFTER_COMMIT="2", **small)
+    second = worker_factory(topic, lake, group=group, WORKER_HOOKS=HOOKS, KILL_AFTER_COMMIT="2", **small)
     wait_for(lambda: second.proc.poll() is not None, 120, "the second worker to die", [second])
     third = worker_factory(topic, lake, group=group, **small)
     wait_for(complete(lake, sessions, len(poison)), 240, "every event in the lake", [first, second, third])

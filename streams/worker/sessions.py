@@ -1,0 +1,173 @@
+"""Open sessions: a bounded in-memory cache of session state, rebuilt from the lake on demand.
+
+The lake is the only truth. A worker holds the state of the sessions it is still assembling;
+a session leaves memory once its finalized row is committed and `EVICT_AFTER_S` passed. An event
+for a session not in memory (evicted long ago, or owned by another worker before a rebalance)
+is resolved against the lake first, in one batched look-up per record batch, so a duplicate of
+a turn written a week ago still makes no row and a late reward still lands on its session.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from lake.tables import REWARDS, SCHEMAS, SESSIONS, TURNS, table_uri
+from streams.assembly import state_from_lake
+
+__all__ = ["CachedSession", "LakeSessions", "OpenSessions"]
+
+log = logging.getLogger(__name__)
+
+_SESSION_COLUMNS = [
+    "session_id", "env_name", "policy_name", "model", "task_id", "split", "seed", "run_id", "status",
+    "finalized", "num_turns", "started_at", "ended_at", "tools", "metadata", "last_event_at", "last_offset",
+    "kafka_topic", "kafka_partition",
+]
+_TURN_COLUMNS = ["session_id", "turn", "reward", "achievements", "kafka_offset"]
+_REWARD_COLUMNS = ["session_id", "kind", "event_id", "objective", "total_reward", "achievements", "label", "ts", "kafka_offset"]
+
+
+@dataclass
+class CachedSession:
+    state: dict[str, Any]
+    written: tuple[str, bool] | None = None  # (status, finalized) of the last row handed to a commit
+    evict_at: float | None = None  # set once a finalized row is committed
+
+
+class OpenSessions:
+    """session_id -> state for the sessions this worker is assembling; nothing else."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, CachedSession] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._by_id
+
+    def get(self, sid: str) -> dict[str, Any] | None:
+        entry = self._by_id.get(sid)
+        return None if entry is None else entry.state
+
+    def put(self, sid: str, state: dict[str, Any]) -> None:
+        entry = self._by_id.get(sid)
+        if entry is None:
+            self._by_id[sid] = CachedSession(state)
+        else:
+            entry.state = state
+            entry.evict_at = None  # changed again: it stays until its new row is committed
+
+    def entries(self) -> Iterable[tuple[str, CachedSession]]:
+        return list(self._by_id.items())
+
+    def written(self, sid: str, status: tuple[str, bool]) -> None:
+        entry = self._by_id.get(sid)
+        if entry is not None:
+            entry.written = status
+
+    def committed(self, rows: Iterable[dict[str, Any]], *, now: float, evict_after_s: float, dirty: set[str]) -> None:
+        """Finalized rows are in the lake: their sessions may leave memory after a while."""
+        for row in rows:
+            entry = self._by_id.get(row["session_id"])
+            if entry is not None and row["finalized"] and row["session_id"] not in dirty:
+                entry.evict_at = now + evict_after_s
+
+    def evict(self, now: float, *, keep: set[str]) -> int:
+        gone = [sid for sid, e in self._by_id.items() if e.evict_at is not None and e.evict_at <= now and sid not in keep]
+        for sid in gone:
+            del self._by_id[sid]
+        return len(gone)
+
+    def drop_partitions(self, tps: set[tuple[str, int]]) -> None:
+        for sid in [sid for sid, e in self._by_id.items() if (e.state.get("topic"), e.state["p"]) in tps]:
+            del self._by_id[sid]
+
+
+class LakeSessions:
+    """Reads session state back from the lake's Delta tables (runs in a worker thread)."""
+
+    def __init__(self, lake_uri: str, *, storage_options: dict[str, str] | None = None) -> None:
+        self.lake_uri = lake_uri
+        self.storage_options = storage_options
+        self._tables: dict[str, DeltaTable] = {}
+
+    def _dataset(self, name: str) -> ds.Dataset | None:
+        dt = self._tables.get(name)
+        try:
+            if dt is None:
+                dt = self._tables[name] = DeltaTable(table_uri(self.lake_uri, name), storage_options=self.storage_options)
+            else:
+                dt.update_incremental()
+        except TableNotFoundError:
+            return None
+        # Plain string columns (delta-rs would read string_view, which file-statistics pruning
+        # cannot compare with the string statistics); the worker added any newer column at start.
+        return dt.to_pyarrow_dataset(schema=SCHEMAS[name])
+
+    def _rows(self, name: str, columns: list[str], session_ids: list[str]) -> list[dict[str, Any]]:
+        dataset = self._dataset(name)
+        if dataset is None:
+            return []
+        have = set(dataset.schema.names)
+        wanted = pa.array(session_ids, type=pa.string())
+        # Filtered batch by batch, not pushed down: delta-rs's file statistics are typed
+        # string_view and Arrow cannot compare them with a string filter.
+        out: list[dict[str, Any]] = []
+        for batch in dataset.to_batches(columns=[c for c in columns if c in have]):
+            mask = pc.is_in(batch.column("session_id").cast(pa.string()), value_set=wanted)
+            if pc.any(mask).as_py():
+                out.extend(batch.filter(mask).to_pylist())
+        return out
+
+    def open_sessions(self, topic: str, partitions: list[int]) -> list[str]:
+        """Ids of the unfinalized sessions of these partitions."""
+        dataset = self._dataset(SESSIONS)
+        if dataset is None or "kafka_partition" not in dataset.schema.names:
+            return []
+        out: list[str] = []
+        for batch in dataset.to_batches(columns=["session_id", "kafka_topic", "kafka_partition", "finalized"]):
+            mask = pc.and_(
+                pc.and_(pc.equal(batch.column("kafka_topic").cast(pa.string()), topic),
+                        pc.is_in(batch.column("kafka_partition"), value_set=pa.array(partitions, type=pa.int32()))),
+                pc.invert(pc.fill_null(batch.column("finalized"), False)),
+            )
+            out.extend(batch.filter(mask).column("session_id").to_pylist())
+        return out
+
+    def load(
+        self, session_ids: list[str], *, topic: str, partition_of: dict[str, int]
+    ) -> dict[str, tuple[dict[str, Any], tuple[str, bool]]]:
+        """State and stored (status, finalized) of each session of `session_ids` the lake knows."""
+        if not session_ids:
+            return {}
+        ids = sorted(set(session_ids))
+        rows = {r["session_id"]: r for r in self._rows(SESSIONS, _SESSION_COLUMNS, ids)}
+        # A session the lake knows has a sessions row: each batch ends with their MERGE, and a
+        # crash before it is replayed from the log (which rebuilds the state from the turns again).
+        known = sorted(rows)
+        if not known:
+            return {}
+        turns: dict[str, list[dict[str, Any]]] = {sid: [] for sid in known}
+        for t in self._rows(TURNS, _TURN_COLUMNS, known):
+            turns[t["session_id"]].append(t)
+        rewards: dict[str, list[dict[str, Any]]] = {sid: [] for sid in known}
+        for r in self._rows(REWARDS, _REWARD_COLUMNS, known):
+            rewards[r["session_id"]].append(r)
+        return {
+            sid: (
+                state_from_lake(rows[sid], turns[sid], rewards[sid], session_id=sid, topic=topic,
+                                partition=partition_of.get(sid, -1)),
+                (rows[sid]["status"], bool(rows[sid]["finalized"])),
+            )
+            for sid in known
+        }
