@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["SyntheticSession", "make_sessions", "expected_counts", "poison_records", "to_records"]
+__all__ = ["SyntheticSession", "HostileRecord", "make_sessions", "expected_counts", "hostile_records", "poison_records",
+           "to_records"]
 
 _ACHIEVEMENTS = [
     "collect_wood", "place_table", "make_wood_pickaxe", "collect_stone", "collect_drink",
@@ -134,6 +135,47 @@ def poison_records(n: int, *, seed: int = 0) -> list[tuple[bytes | None, bytes]]
         lambda i: (b"other-key", json.dumps({"schema_version": 1, "type": "judgment", "event_id": f"p{i}", "session_id": "p", "label": "ok"}).encode()),
     ]
     return [kinds[i % len(kinds)](rng.randint(0, 10**9)) for i in range(n)]
+
+
+@dataclass
+class HostileRecord:
+    """A record a hostile or buggy producer could send; each must become one dead letter."""
+
+    kind: str
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int | None = None  # Kafka record timestamp (None: the producer's clock)
+
+
+def hostile_records(tag: str = "h") -> list[HostileRecord]:
+    """Records that once stopped ingestion or escaped the dead-letter path, one of each kind."""
+
+    def event(kind: str, sid: str, **body: Any) -> dict[str, Any]:
+        return {"schema_version": 1, "type": kind, "event_id": f"{sid}-{kind}", "session_id": sid, **body}
+
+    def rec(kind: str, body: dict[str, Any] | bytes, *, key: bytes | None | str = "sid", ts: int | None = None) -> HostileRecord:
+        value = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sid = body.get("session_id", f"{tag}-{kind}") if isinstance(body, dict) else f"{tag}-{kind}"
+        return HostileRecord(kind, sid.encode() if key == "sid" else key, value, ts)  # type: ignore[arg-type, union-attr]
+
+    msgs = [{"role": "user", "content": "hi"}]
+    # json.dumps itself would recurse 3,000 deep; a producer in another language would not.
+    deep = (
+        '{"schema_version":1,"type":"judgment","event_id":"%s-deep-j","session_id":"%s-deep","label":"ok","metadata":%s}'
+        % (tag, tag, '{"x":' * 3000 + "1" + "}" * 3000)
+    ).encode()
+    surrogate = json.dumps(event("turn", f"{tag}-sur", turn=0, messages=[{"role": "user", "content": "@"}]))
+    return [
+        rec("turn_past_int64", event("turn", f"{tag}-t64", turn=2**64, messages=msgs)),
+        rec("seed_past_int64", event("session_start", f"{tag}-s64", seed=-(2**63) - 1)),
+        rec("deep_brackets", b"[" * 5000, key=f"{tag}-brackets".encode()),
+        rec("ts_before_year_1_in_utc", event("turn", f"{tag}-ts", turn=0, ts="0001-01-01T00:00:00+14:00", messages=msgs)),
+        rec("lone_surrogate", surrogate.replace('"@"', '"\\ud800"').encode(), key=f"{tag}-sur".encode()),
+        rec("metadata_3000_deep", deep, key=f"{tag}-deep".encode()),
+        rec("record_timestamp_after_9999", event("turn", f"{tag}-future", turn=0, messages=msgs), ts=300_000_000_000_000),
+        rec("invalid_990kb", event("turn", f"{tag}-big", turn="zero", messages=[{"role": "user", "content": "z" * 990_000}])),
+        rec("no_key", event("turn", f"{tag}-nokey", turn=0, messages=msgs), key=None),
+    ]
 
 
 def to_records(

@@ -87,3 +87,24 @@ def test_two_workers_on_one_host_both_run(broker, topic_factory, lake_uri_factor
     time.sleep(2)
     assert all(w.proc.poll() is None for w in workers), "\n".join(w.log()[-2000:] for w in workers)
 
+
+
+def test_sigkill_between_the_appends_and_the_sessions_merge(broker, topic_factory, lake_uri_factory, worker_factory):
+    """The batch's turns are in, its sessions rows are not: the restart reads those records again."""
+    from deltalake import DeltaTable
+
+    from lake.tables import table_uri
+
+    sessions, records, poison = _workload(seed=14, n_sessions=150)
+    topic, lake = topic_factory(1), lake_uri_factory()
+    publish(broker.bootstrap_servers, topic, records)
+    group = "g-fault-merge"
+    first = worker_factory(topic, lake, group=group, WORKER_HOOKS=HOOKS, KILL_AFTER_APPENDS="2", BATCH_MAX_ROWS="300")
+    wait_for(lambda: first.proc.poll() is not None, 120, "the worker to die between appends and MERGE", [first])
+    app = f"rollout-lake:{topic}:0"
+    turns_at = DeltaTable(table_uri(lake, "turns")).transaction_version(app)
+    sessions_at = DeltaTable(table_uri(lake, "sessions")).transaction_version(app)
+    assert turns_at is not None and (sessions_at or -1) < turns_at, (turns_at, sessions_at)
+    second = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300")
+    wait_for(complete(lake, sessions, len(poison)), 240, "every session row after the restart", [first, second])
+    assert_exact(lake, sessions, len(poison))
