@@ -113,3 +113,35 @@ def test_timers_finalize_after_grace_and_abandon_idle_sessions(broker, topic_fac
     assert got["silent"]["finalized"] is True and got["silent"]["total_reward"] is None
     assert got["no-reward"]["status"] == "truncated"
     assert (got["no-reward"]["num_turns"], got["no-reward"]["turns_received"], got["no-reward"]["missing_turns"]) == (3, 2, 1)
+
+
+def test_health_and_prometheus_metrics_on_the_web_port(broker, topic_factory, lake_uri_factory, worker_factory):
+    import json
+    import urllib.request
+
+    sessions = make_sessions(20, 3, seed=9, obs_chars=50)
+    topic, lake = topic_factory(), lake_uri_factory()
+    worker = worker_factory(topic, lake)
+    publish(broker.bootstrap_servers, topic, to_records(sessions, seed=9))
+    wait_for(complete(lake, sessions, 0), 90, "the sessions", [worker])
+    port = worker.env["WEB_PORT"]
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.read().decode()
+
+    def metrics_ready() -> bool:
+        try:
+            return 'rollout_lake_rows_total{table="turns"} 60.0' in get("/metrics")
+        except OSError:
+            return False
+
+    wait_for(metrics_ready, 30, "the metrics page to count 60 turns", [worker])
+    health = json.loads(get("/health"))
+    assert health["status"] == "ok" and len(health["assigned"]) == 4
+    assert sum(health["committed_offsets"].values()) >= len(to_records(sessions, seed=9)) - 4
+    metrics = get("/metrics")
+    for name in ("rollout_lake_open_sessions", "rollout_lake_consumer_lag", "rollout_lake_committed_offset",
+                 "rollout_lake_dead_letters_total", "rollout_lake_commit_seconds", "rollout_lake_batches_total"):
+        assert name in metrics, name
+    assert 'rollout_lake_consumer_lag{partition="0",topic="%s"} 0.0' % topic in metrics
