@@ -48,7 +48,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.source == "sqlite":
         total, sessions, origin = count_synth_sessions(args.path), read_synth_sqlite(args.path), args.path
     else:
-        total, sessions = None, read_sft_jsonl(args.files)
+        total, sessions = None, read_sft_jsonl(args.files, namespace_by_file=args.namespace_by_file)
         origin = args.files[0] if len(args.files) == 1 else f"{len(args.files)} files"
     if not args.debug:
         # Tansu's refusal of idempotent producers is logged by aiokafka as an ERROR; ours explains it.
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(func=_replay)
     j = sources.add_parser("jsonl", parents=[common], help='SFT JSONL files: {"messages": [...], "metadata": {...}} per line')
     j.add_argument("files", nargs="+", help="one or more .jsonl files")
+    j.add_argument("--namespace-by-file", action="store_true",
+                   help="prefix metadata.session_id with the file name ('<file>:<id>'), for files that reuse ids")
     j.set_defaults(func=_replay)
 
     args = parser.parse_args(argv)

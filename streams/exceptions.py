@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import RolloutLakeError
 
-__all__ = ["PublishError", "PublisherConfigError", "SessionClosedError", "SpoolError", "ImportSourceError"]
+__all__ = ["PublishError", "PublisherConfigError", "SessionClosedError", "SpoolError", "ImportSourceError", "ImportRowError"]
 
 
 class PublishError(RolloutLakeError):
@@ -33,3 +33,7 @@ class SpoolError(RolloutLakeError):
 
 class ImportSourceError(RolloutLakeError, ValueError):
     """An importer's source (SQLite trace db, SFT JSONL file) is missing or malformed."""
+
+
+class ImportRowError(RolloutLakeError, ValueError):
+    """One row of an import source holds bad data; its session is skipped with this reason."""

@@ -1,13 +1,16 @@
 """What every importer shares: deterministic ids, timestamps, turn splitting, event construction.
 
 Ids are derived from the source's content and row ids (never its path or the import time), so
-importing the same traces again yields the same event_ids and the worker drops them.
+importing the same traces again yields the same event_ids and the worker drops them. Bad data in
+a row raises `ImportRowError` (a ValueError): its session is skipped with that reason, and the
+rest of the import goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -15,8 +18,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas import EventValidationError, format_validation_error
+from streams.exceptions import ImportRowError
 
-__all__ = ["ImportedSession", "stable_id", "parse_ts", "make_event", "split_turns", "loads_maybe"]
+__all__ = ["ImportedSession", "ROW_ERRORS", "stable_id", "parse_ts", "make_event", "split_turns", "loads_maybe"]
+
+# What bad data in one source row can raise while its session is converted: the session is
+# skipped with the message, never the whole import (RecursionError: JSON nested too deep).
+ROW_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError)
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -33,28 +41,46 @@ class ImportedSession:
 def stable_id(*parts: object) -> str:
     """A 32-hex id from the parts; the same parts always give the same id."""
     text = "\x1f".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    # surrogatepass: a lone surrogate from a bad source still hashes (valid text is unchanged);
+    # the event that carries it is refused later, with a reason.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def parse_ts(value: Any) -> datetime | None:
-    """ISO strings, epoch seconds/ms or datetimes -> aware UTC datetime; naive values are UTC."""
+def parse_ts(value: Any, where: str = "timestamp") -> datetime | None:
+    """ISO strings, epoch seconds/ms or datetimes -> aware UTC datetime; naive values are UTC.
+
+    Text that is no time at all gives None (the importer falls back to a neighbour's time);
+    a number that is not finite or outside years 1-9999 raises ImportRowError naming `where`.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         ts = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        ts = datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=timezone.utc)
+        ts = _from_epoch(value, value, where)
     elif isinstance(value, str):
         try:
             ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             try:
-                return parse_ts(float(value))
+                number = float(value)
             except ValueError:
                 return None
+            ts = _from_epoch(number, value, where)
     else:
         return None
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
+
+
+def _from_epoch(number: float, original: Any, where: str) -> datetime:
+    if not math.isfinite(number):
+        raise ImportRowError(f"{where} {original!r} is not a finite time")
+    try:
+        return datetime.fromtimestamp(number / 1000 if abs(number) > 1e11 else number, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ImportRowError(
+            f"{where} {original!r} is out of range: expected epoch seconds or milliseconds within years 1-9999"
+        ) from None
 
 
 def loads_maybe(value: Any) -> Any:
@@ -66,6 +92,10 @@ def loads_maybe(value: Any) -> Any:
             return json.loads(value)
         except ValueError:
             return value
+        except RecursionError:
+            raise ImportRowError(
+                f"JSON text {value[:40]!r}... is nested too deeply to read; keep content and metadata shallow"
+            ) from None
     return value
 
 

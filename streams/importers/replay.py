@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import MAX_EVENT_BYTES, EventTooLargeError, encode_event
+from schemas import MAX_EVENT_BYTES, EventValidationError, encode_event, parse_event
 from streams.importers.common import ImportedSession
 
 __all__ = ["ReplayReport", "replay"]
@@ -28,8 +28,10 @@ async def replay(
 ) -> ReplayReport:
     """Publish every importable session (publisher=None validates only: a dry run).
 
-    A session that fails validation or holds an oversized event is skipped entirely, so the lake
-    never gets half a session from an import; the report names it and why.
+    Every event is encoded and parsed back exactly as the worker will parse it, so a session
+    that the worker would dead-letter in part (oversized, too deeply nested, text that is not
+    valid Unicode) is skipped entirely instead: the lake never gets half a session from an
+    import, and the report names it and why.
     """
     report = ReplayReport()
     max_bytes = publisher.max_event_bytes if publisher is not None else MAX_EVENT_BYTES
@@ -38,11 +40,7 @@ async def replay(
         if progress is not None:
             progress.update(1)
         if session.error is None:
-            try:
-                for event in session.events:
-                    encode_event(event, max_bytes=max_bytes)
-            except EventTooLargeError as exc:
-                session.error = str(exc)
+            session.error = _refusal(session.events, max_bytes)
         if session.error is not None:
             report.skipped.append((session.session_id, session.error))
             continue
@@ -55,3 +53,22 @@ async def replay(
     if publisher is not None and batch:
         await publisher.publish_many(batch, stamp=False)
     return report
+
+
+def _refusal(events: list[Any], max_bytes: int) -> str | None:
+    """Why the worker would refuse one of these events, or None."""
+    for event in events:
+        try:
+            parse_event(encode_event(event, max_bytes=max_bytes), max_bytes=max_bytes)
+        except EventValidationError as exc:
+            return str(exc)
+        except ValueError as exc:  # pydantic cannot serialise it: too deep, lone surrogates
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "surrogates not allowed" in detail:
+                detail = "it holds text that is not valid Unicode: bytes that are not UTF-8, or a lone surrogate"
+            elif "depth exceeded" in detail:
+                detail = "it is nested too deeply; keep content and metadata shallow"
+            return f"{event.type} event cannot be encoded as JSON: {detail}"
+        except RecursionError:
+            return f"{event.type} event is nested too deeply to encode; keep content and metadata shallow"
+    return None

@@ -4,11 +4,18 @@ Messages are grouped into turns by timestep (turn_number, step_index); tool_use 
 assistant tool_calls and tool_result rows role-`tool` messages; event_rewards are summed into
 the turn reward (events.reward when a session has no event_rewards); outcome_rewards become
 outcome_reward events. Session and event ids come from the trace's own ids.
+
+The session_traces metadata keys that synth-ai's `filter` reads land where our filters look:
+`task_split` (else `split`) -> split, `task_id`, `model`, `env_name`, `policy_name`, `seed`; each
+numeric `judge_scores` entry becomes an outcome reward with objective `judge:<name>`; a session
+with no message rows but metadata `prompt` and `completion` becomes one user/assistant turn.
+A session whose rows hold bad data is skipped with the reason; the import goes on.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,7 +24,15 @@ from typing import Any
 
 from schemas import EventValidationError, OutcomeReward, SessionEnd, SessionStart, Turn
 from streams.exceptions import ImportSourceError
-from streams.importers.common import ImportedSession, loads_maybe, make_event, parse_ts, split_turns, stable_id
+from streams.importers.common import (
+    ROW_ERRORS,
+    ImportedSession,
+    loads_maybe,
+    make_event,
+    parse_ts,
+    split_turns,
+    stable_id,
+)
 
 __all__ = ["read_synth_sqlite", "count_synth_sessions"]
 
@@ -33,6 +48,9 @@ def _connect(path: str | Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
+        # Text that is not UTF-8 must not stop the import: it is kept as lone surrogates, which
+        # the replay's validation refuses, so only the session holding it is skipped.
+        conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     except sqlite3.DatabaseError as exc:
         raise ImportSourceError(f"{path}: not a readable SQLite database ({exc})") from exc
@@ -70,11 +88,13 @@ def read_synth_sqlite(path: str | Path) -> Iterator[ImportedSession]:
     try:
         ids = [r[0] for r in conn.execute("SELECT session_id FROM session_traces ORDER BY created_at, session_id")]
         for session_id in ids:
-            trace = dict(conn.execute("SELECT * FROM session_traces WHERE session_id = ?", (session_id,)).fetchone())
             try:
+                trace = dict(conn.execute("SELECT * FROM session_traces WHERE session_id = ?", (session_id,)).fetchone())
                 yield _session(conn, trace)
-            except (EventValidationError, ValueError, TypeError, KeyError) as exc:
-                yield ImportedSession(str(session_id), error=str(exc))
+            except UnicodeError:
+                yield ImportedSession(str(session_id), error="session id or its rows hold text that is not valid UTF-8")
+            except (*ROW_ERRORS, sqlite3.Error) as exc:
+                yield ImportedSession(str(session_id), error=str(exc) or type(exc).__name__)
     finally:
         conn.close()
 
@@ -120,20 +140,20 @@ def _session(conn: sqlite3.Connection, trace: dict[str, Any]) -> ImportedSession
     event_rewards = _rows(conn, "event_rewards", sid, ["id"])
     outcomes = _rows(conn, "outcome_rewards", sid, ["id"])
 
-    groups = _group_messages(timesteps, messages)
+    groups = _group_messages(timesteps, messages) or _metadata_pair(meta)
     step_of_message = {m["id"]: key for key, group in groups for m in group["rows"]}
     step_of_event = {e["id"]: e.get("timestep_id") for e in events}
     turn_keys = [key for key, _ in groups]
     rewards, achievements = _turn_rewards(event_rewards, events, timesteps, turn_keys, step_of_message, step_of_event)
 
     model = _first(meta, "model", "model_name") or _most_common(e.get("model_name") for e in events)
-    created = parse_ts(trace.get("created_at"))
+    created = parse_ts(trace.get("created_at"), "session_traces.created_at")
     out = [make_event(
         SessionStart, event_id=stable_id(SOURCE, sid, "start"), session_id=sid, ts=created,
         env_name=_first(meta, "env_name", "env", "environment"),
         policy_name=_first(meta, "policy_name", "policy"), model=model,
         task_id=None if _first(meta, "task_id") is None else str(_first(meta, "task_id")),
-        split=_first(meta, "split"), seed=_seed(_first(meta, "seed", "env_seed")),
+        split=_first(meta, "task_split", "split"), seed=_seed(_first(meta, "seed", "env_seed")),
         run_id=None if _first(meta, "run_id") is None else str(_first(meta, "run_id")),
         tools=[t for t in meta.get("tools") or [] if isinstance(t, dict)],
         metadata={"source": SOURCE, "trace_metadata": meta, "num_timesteps": trace.get("num_timesteps")},
@@ -150,7 +170,8 @@ def _session(conn: sqlite3.Connection, trace: dict[str, Any]) -> ImportedSession
     truncated = any(e.get("truncated") for e in events)
     status = meta.get("status") if meta.get("status") in ("terminated", "truncated", "error") else (
         "truncated" if truncated else "terminated")
-    end_ts = max((t for t in (parse_ts(s.get("completed_at")) for s in timesteps) if t), default=last_ts)
+    end_ts = max((t for t in (parse_ts(s.get("completed_at"), f"session_timesteps {s.get('id')} completed_at")
+                              for s in timesteps) if t), default=last_ts)
     out.append(make_event(
         SessionEnd, event_id=stable_id(SOURCE, sid, "end"), session_id=sid, ts=end_ts,
         status=status, num_turns=len(groups), metadata={"source": SOURCE},
@@ -159,12 +180,45 @@ def _session(conn: sqlite3.Connection, trace: dict[str, Any]) -> ImportedSession
         reward_meta = _as_dict(row.get("reward_metadata"))
         out.append(make_event(
             OutcomeReward, event_id=stable_id(SOURCE, sid, "outcome", row["id"]), session_id=sid,
-            ts=parse_ts(row.get("created_at")), total_reward=row["total_reward"],
+            ts=parse_ts(row.get("created_at"), f"outcome_rewards {row.get('id')} created_at"), total_reward=row["total_reward"],
             achievements=_achievement_names(reward_meta.get("achievements")), objective="reward", source="synth-ai",
             metadata={"source": SOURCE, "achievements_count": row.get("achievements_count"),
                       "total_steps": row.get("total_steps"), "reward_metadata": reward_meta},
         ))
+    for name, score in _judge_scores(meta.get("judge_scores")):
+        out.append(make_event(
+            OutcomeReward, event_id=stable_id(SOURCE, sid, "judge", name), session_id=sid, ts=created,
+            total_reward=score, objective=f"judge:{name}", source="synth-ai judge",
+            metadata={"source": SOURCE, "judge": name},
+        ))
     return ImportedSession(sid, out)
+
+
+def _judge_scores(value: Any) -> list[tuple[str, float]]:
+    """(name, score) of metadata.judge_scores; entries that are not numbers are left out (as synth-ai's filter fails them)."""
+    value = loads_maybe(value)
+    if not isinstance(value, dict):
+        return []
+    scores = []
+    for name, raw in value.items():
+        if isinstance(raw, bool) or raw is None or not str(name):
+            continue
+        try:
+            score = float(raw)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(score):
+            scores.append((str(name), score))
+    return scores
+
+
+def _metadata_pair(meta: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """synth-ai's fallback for sessions without message rows: metadata prompt + completion, one turn."""
+    prompt, completion = meta.get("prompt"), meta.get("completion")
+    if not prompt or not completion:
+        return []
+    messages = [{"role": "user", "content": _text(prompt)}, {"role": "assistant", "content": _text(completion)}]
+    return [(("metadata", 0), {"rows": [], "messages": messages, "ts": None, "source": {"from": "metadata"}})]
 
 
 def _most_common(values: Any) -> str | None:
@@ -188,7 +242,8 @@ def _group_messages(timesteps: list[dict[str, Any]], messages: list[dict[str, An
             if rows:
                 source = {"step_id": step.get("step_id"), "turn_number": step.get("turn_number"),
                           "step_index": step.get("step_index")}
-                groups.append((step["id"], _group(rows, parse_ts(step.get("started_at")), source)))
+                started = parse_ts(step.get("started_at"), f"session_timesteps {step['id']} started_at")
+                groups.append((step["id"], _group(rows, started, source)))
         return groups
     # Traces without timesteps on their messages: one turn per assistant reply, in time order.
     converted = _convert(messages)
@@ -203,7 +258,8 @@ def _group_messages(timesteps: list[dict[str, Any]], messages: list[dict[str, An
 
 def _row_ts(rows: list[dict[str, Any]]) -> Any:
     for r in rows:
-        ts = parse_ts(r.get("timestamp") or r.get("event_time"))  # message_time is a counter, not a time
+        # message_time is a counter, not a time
+        ts = parse_ts(r.get("timestamp") or r.get("event_time"), f"message {r.get('id')} timestamp")
         if ts:
             return ts
     return None

@@ -38,12 +38,18 @@ CREATE TABLE event_rewards (id INTEGER PRIMARY KEY, event_id INTEGER, session_id
     created_at TIMESTAMP);
 """
 
+JUDGED_META = {"env_name": "math", "task_split": "val", "task_id": 17, "model": "gpt-4o", "prompt": "2+2?",
+               "completion": "4", "judge_scores": {"quality": 0.8, "style": "0.5", "note": "n/a"}}
 CRAFTER_META = {"env_name": "crafter", "policy_name": "crafter-react", "model": "gpt-4o-mini", "seed": 3,
                 "task_id": "seed-3", "split": "train", "run_id": "eval-1"}
 
 
-def make_synth_db(path: Path, *, bad_session: bool = False) -> Path:
-    """A small synth-ai tracing_v3 database: one Crafter session with timesteps, one without."""
+def make_synth_db(path: Path, *, bad_session: bool = False, filter_keys: bool = False) -> Path:
+    """A small synth-ai tracing_v3 database: one Crafter session with timesteps, one without.
+
+    filter_keys adds `sess-j`: the metadata keys synth-ai's `filter` reads (task_split, task_id,
+    model, judge_scores) and no message rows, only metadata prompt/completion.
+    """
     db = sqlite3.connect(path)
     db.executescript(SYNTH_SCHEMA)
     db.execute("INSERT INTO session_traces VALUES ('sess-a', '2025-10-22T23:55:25.533188+00:00', 2, 3, 7, ?)",
@@ -87,6 +93,9 @@ def make_synth_db(path: Path, *, bad_session: bool = False) -> Path:
                        (23, "user", "one away", "2025-10-23T08:00:04Z"),
                        (24, "assistant", "group a c", "2025-10-23T08:00:05Z"),
                    ])
+    if filter_keys:
+        db.execute("INSERT INTO session_traces VALUES ('sess-j', '2025-10-25T00:00:00Z', 0, 0, 0, ?)", (json.dumps(
+            JUDGED_META),))
     if bad_session:  # the old Crafter bug: a custom message type
         db.execute("INSERT INTO session_traces VALUES ('sess-bad', '2025-10-24T00:00:00Z', 0, 0, 1, '{}')")
         db.execute("INSERT INTO messages (id, session_id, message_type, content) VALUES (30, 'sess-bad', 'policy_tool_call', 'x')")
@@ -186,11 +195,9 @@ def test_replay_reports_unusable_sources_in_one_line(tmp_path, capsys):
     sqlite3.connect(not_synth).execute("CREATE TABLE t (x)").connection.close()
     assert main(["replay", "sqlite", str(not_synth)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {not_synth}: no session_traces table; expected a synth-ai tracing_v3 database (tables seen: t)"
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": []}\n{oops\n')
-    assert main(["replay", "jsonl", str(bad), "--dry-run"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {bad}:2: not JSON") and "\n" not in err
+    missing = tmp_path / "missing.jsonl"
+    assert main(["replay", "jsonl", str(missing), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such JSONL file"
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -282,3 +289,132 @@ def test_sft_jsonl_session_ids_come_from_the_source(tmp_path, meta_key):
     (session,) = read_sft_jsonl([write_jsonl(tmp_path / "x.jsonl", [line])])
     want = "abc" if meta_key == "session_id" else "sft-" + stable_id("sft_jsonl", "run:abc")
     assert session.session_id == want and session.error is None
+
+
+def test_synth_sqlite_reads_the_metadata_keys_synth_ai_filter_reads(tmp_path):
+    db = make_synth_db(tmp_path / "traces.db", filter_keys=True)
+    sessions = {s.session_id: s for s in read_synth_sqlite(db)}
+
+    judged = sessions["sess-j"]
+    assert judged.error is None
+    start, turn, end, *judges = judged.events
+    # splits / task_ids / models filters match these keys; judge scores become objectives.
+    assert (start.split, start.task_id, start.model, start.env_name) == ("val", "17", "gpt-4o", "math")
+    assert start.ts.isoformat() == "2025-10-25T00:00:00+00:00"  # min/max_created_at
+    assert [(m.role, m.content) for m in turn.messages] == [("user", "2+2?"), ("assistant", "4")]
+    assert end.num_turns == 1
+    assert [(j.type, j.objective, j.total_reward) for j in judges] == [
+        ("outcome_reward", "judge:quality", 0.8), ("outcome_reward", "judge:style", 0.5)]
+    assert sessions["sess-a"].events[0].split == "train"  # `split` still works without task_split
+
+
+def _bad_synth_sessions(db: Path) -> dict[str, str]:
+    """Add one session per kind of bad row; returns session_id -> the start of its expected skip reason."""
+    conn = sqlite3.connect(db)
+    deep = "[" * 5000 + "]" * 5000
+    conn.executemany("INSERT INTO session_traces VALUES (?, ?, 0, 0, 1, '{}')", [
+        ("bad-inf", "inf"), ("bad-1e22", 1e22), ("bad-deep", "2025-10-24T00:00:00Z"),
+        ("bad-notobj", "2025-10-24T00:00:00Z"), ("bad-utf8", "2025-10-24T00:00:00Z"), ("bad-msgts", "2025-10-24T00:00:00Z")])
+    conn.executemany("INSERT INTO messages (id, session_id, message_type, content, timestamp) VALUES (?, ?, ?, ?, ?)", [
+        (40, "bad-deep", "user", deep, None),
+        (41, "bad-notobj", "tool_use", "[1, 2]", None),
+        (43, "bad-msgts", "user", "hi", 1e22),
+    ])
+    conn.execute("INSERT INTO messages (id, session_id, message_type, content) VALUES (42, 'bad-utf8', 'user', "
+                 "CAST(X'FF41' AS TEXT))")
+    conn.commit()
+    conn.close()
+    return {
+        "bad-inf": "session_traces.created_at 'inf' is not a finite time",
+        "bad-1e22": "session_traces.created_at 1e+22 is out of range",
+        "bad-deep": "JSON text '[[[[",
+        "bad-notobj": "message 41: tool_use content '1' names no tool",
+        "bad-utf8": "turn event cannot be encoded as JSON: it holds text that is not valid Unicode",
+        "bad-msgts": "message 43 timestamp 1e+22 is out of range",
+    }
+
+
+def test_synth_sqlite_bad_rows_skip_their_session_not_the_import(tmp_path, capsys):
+    db = make_synth_db(tmp_path / "traces.db")
+    reasons = _bad_synth_sessions(db)
+    rc, out, err = replay_cli("sqlite", str(db), "--dry-run", capsys=capsys)
+    assert rc == 1
+    assert out.strip().startswith("replayed 2 sessions (9 events)") and "skipped 6 invalid sessions" in out
+    skipped = dict(line.removeprefix("skipped session ").split(": ", 1) for line in err.strip().splitlines())
+    assert sorted(skipped) == sorted(reasons)
+    for sid, reason in reasons.items():
+        assert skipped[sid].startswith(reason), (sid, skipped[sid])
+
+
+def test_sft_jsonl_bad_lines_skip_their_session_not_the_import(tmp_path, capsys):
+    pair = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    deep = "[" * 5000 + "]" * 5000
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"messages": pair, "metadata": {"session_id": "good"}}),
+        json.dumps({"messages": pair, "metadata": {"session_id": "t-inf", "created_at": "inf"}}),
+        json.dumps({"messages": pair, "metadata": {"session_id": "t-big", "created_at": 1e22}}),
+        json.dumps({"messages": ["q", 3], "metadata": {"session_id": "not-obj"}}),
+        '{"messages": [{"role": "user", "content": ' + deep + '}]}',
+        json.dumps({"messages": pair, "metadata": {"session_id": "nested", "x": json.loads("[" * 300 + "]" * 300)}}),
+        "{oops",
+        json.dumps({"messages": pair + [{"role": "user", "content": "again"}]}),
+    ]) + "\n")
+    rc, out, err = replay_cli("jsonl", str(path), "--dry-run", capsys=capsys)
+    assert rc == 1
+    assert out.strip().startswith("replayed 2 sessions") and "skipped 6 invalid sessions" in out
+    assert err.strip().splitlines() == [
+        "skipped session t-inf: mixed.jsonl:2: metadata.created_at 'inf' is not a finite time",
+        "skipped session t-big: mixed.jsonl:3: metadata.created_at 1e+22 is out of range: expected epoch seconds "
+        "or milliseconds within years 1-9999",
+        "skipped session not-obj: mixed.jsonl:4: message 0 is a JSON str, expected an object with a `role`",
+        "skipped session mixed.jsonl:5: unreadable line: JSON nested too deeply to read; keep content and metadata shallow",
+        "skipped session nested: session_start event cannot be encoded as JSON: it is nested too deeply; keep "
+        "content and metadata shallow",
+        "skipped session mixed.jsonl:7: unreadable line: not JSON (Expecting property name enclosed in double "
+        "quotes: line 1 column 2 (char 1))",
+    ]
+
+
+def test_sft_jsonl_files_reusing_a_session_id_are_refused_or_namespaced(tmp_path, capsys):
+    def rollout(name: str, actions: list[str]) -> Path:
+        return write_jsonl(tmp_path / name, [
+            {"messages": [{"role": "user", "content": f"obs {t}"}, {"role": "assistant", "content": a}],
+             "metadata": {"session_id": "0", "turn": t}} for t, a in enumerate(actions)])
+
+    a, b = rollout("a.jsonl", ["left", "right"]), rollout("b.jsonl", ["up", "down", "do"])
+    rc, out, err = replay_cli("jsonl", str(a), str(b), "--dry-run", capsys=capsys)
+    assert rc == 2 and out == ""
+    assert err.strip() == (
+        "error: session '0' appears in a.jsonl, b.jsonl: lines of different files would merge into one session and "
+        "the later file's turns be dropped as duplicates; pass --namespace-by-file to import them as separate "
+        "sessions (ids become '<file name>:<id>'), or concatenate the files first if they hold one session")
+
+    sessions = {s.session_id: s for s in read_sft_jsonl([a, b, a], namespace_by_file=True)}  # `a` named twice: read once
+    assert sorted(sessions) == ["a.jsonl:0", "b.jsonl:0"]
+    turns = {sid: [t.messages[1].content for t in s.events if t.type == "turn"] for sid, s in sessions.items()}
+    assert turns == {"a.jsonl:0": ["left", "right"], "b.jsonl:0": ["up", "down", "do"]}
+    assert [s.session_id for s in read_sft_jsonl([a, a])] == ["0"]
+
+
+def test_sft_jsonl_reader_streams_its_files(tmp_path):
+    """Memory while reading follows one session, not the files: 16 MB of JSONL, a small fraction of it traced."""
+    import tracemalloc
+
+    path = tmp_path / "big.jsonl"
+    filler = "x" * 4000
+    with path.open("w") as fh:
+        for i in range(2000):
+            for t in range(2):
+                fh.write(json.dumps({"messages": [{"role": "user", "content": f"{i} {t} {filler}"},
+                                                  {"role": "assistant", "content": "ok"}],
+                                     "metadata": {"session_id": f"s{i}", "turn": t}}) + "\n")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        count = sum(1 for s in read_sft_jsonl([path]) if s.error is None and len(s.events) == 4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 2000
+    assert peak < size / 8, f"peak {peak} bytes while reading a {size}-byte file"
