@@ -1,10 +1,11 @@
-"""`python -m lake sql|stats|compare|snapshot|maintain`: query, inspect, export and maintain the lake."""
+"""`python -m lake sql|stats|compare|snapshot|wait|maintain`: query, inspect, export and maintain the lake."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 __all__ = ["main", "build_parser"]
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_stats)
 
-    p = sub.add_parser("compare", help="experiments: reward, achievements, valid tool calls per model/run, 95% CIs")
+    p = sub.add_parser("compare", help="experiments: reward, achievements, valid tool calls per model/run, 95%% CIs")
     p.add_argument("--by", default="model,run_id", help="session columns to group by (default model,run_id)")
     p.add_argument("--where", default=None, metavar="SQL", help="predicate over the `sessions` view")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-manifest", default=None, metavar="FILE",
                    help="reproduce the snapshot of FILE (same table versions and spec), byte for byte")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write a snapshot even when the filters keep nothing (default: exit 1 with the reasons)")
     p.add_argument("--dry-run", action="store_true", help="print counts kept/dropped; write nothing")
     p.add_argument("--stats-only", action="store_true", help="print the snapshot's stats; write nothing")
     p.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit, spills beyond (default 1GB)")
@@ -98,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--split-seed", type=int, help="seed of the train/val hash (default 0)")
     _add_common(p)
     p.set_defaults(func=_snapshot)
+
+    p = sub.add_parser("wait", help="block until what was published is queryable (for scripts)")
+    w = p.add_mutually_exclusive_group(required=True)
+    w.add_argument("--sessions", type=int, metavar="N",
+                   help="until at least N sessions have ended with all their turns in the lake")
+    w.add_argument("--until-offset-caught-up", action="store_true",
+                   help="until the lake holds every record now in the topic (every partition's last offset)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="give up after S seconds, exit 1 (default 120)")
+    p.add_argument("--topic", default=None, help="topic (default: $ROLLOUT_TOPIC or rollout-events)")
+    p.add_argument("--bootstrap-servers", default=None, help="broker (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_common(p)
+    p.set_defaults(func=_wait)
 
     p = sub.add_parser("maintain", help="compact, checkpoint and vacuum every table")
     p.add_argument("--tables", default=None, metavar="A,B", help="only these tables")
@@ -273,6 +289,11 @@ def _mean_ci(mean: float | None, ci: float | None) -> str:
 # -- snapshot -------------------------------------------------------------------------------
 
 
+# Keys only synth-ai's `filter` TOML has: such a file gets synth-ai's example shape by default.
+_SYNTH_AI_KEYS = {"db", "output", "min_official_score", "max_official_score"}
+_SYNTH_AI_SHAPE = {"granularity": "turn", "context_turns": 0, "include_system": False}
+
+
 def _spec_from_args(args: argparse.Namespace) -> Any:
     from lake.filters import SnapshotSpec, load_toml
 
@@ -280,10 +301,31 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
     out_from_config = None
     if args.config:
         data.update(load_toml(args.config))
-        out_from_config = data.pop("out", None) or data.pop("output", None)
+        if _SYNTH_AI_KEYS & data.keys():
+            # synth-ai writes one example per user -> assistant pair, without the system prompt.
+            for key, value in _SYNTH_AI_SHAPE.items():
+                data.setdefault(key, value)
+        if "db" in data:
+            print(f"note: ignoring `db = {data.pop('db')!r}` in {args.config}: the lake at LAKE_URI "
+                  f"({_lake_uri(args)}) holds the traces (import a database once with "
+                  "`python -m streams replay sqlite DB`)", file=sys.stderr)
+        out_from_config = _out_dir(data.pop("out", None), data.pop("output", None))
     flags = {dest: getattr(args, dest) for dest in _SPEC_DESTS if getattr(args, dest) is not None}
     data.update(flags)
     return SnapshotSpec.from_dict(data), out_from_config
+
+
+def _out_dir(out: Any, output: Any) -> str | None:
+    """`out` names a directory; synth-ai's `output` names a .jsonl file, whose stem becomes the directory."""
+    if out or not output:
+        return out
+    path = str(output)
+    if path.endswith(".jsonl"):
+        folder = path.removesuffix(".jsonl")
+        print(f"note: writing the snapshot to {folder}/ for `output = {path!r}` "
+              f"({folder}/train.jsonl holds the examples)", file=sys.stderr)
+        return folder
+    return path
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -316,8 +358,17 @@ def _snapshot(args: argparse.Namespace) -> int:
         raise FilterSpecError("--out DIR is required (or `output`/`out` in --config), unless --dry-run/--stats-only")
     from lake.snapshot import build_snapshot
 
-    manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
-                              memory_limit=args.memory_limit, threads=args.threads, progress=args.progress)
+    from lake.exceptions import EmptySnapshotError
+
+    try:
+        manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
+                                  memory_limit=args.memory_limit, threads=args.threads, progress=args.progress,
+                                  allow_empty=args.allow_empty)
+    except EmptySnapshotError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _print_done(manifest, out)
     return 0
 
@@ -345,6 +396,53 @@ def _print_done(manifest: dict[str, Any], out: str) -> None:
         f"dropped: {dropped}",
         file=sys.stderr,
     )
+
+
+# -- wait -----------------------------------------------------------------------------------
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from lake.wait import app_id_prefix, ended_sessions, lake_offsets, log_last_offsets, wait_until
+
+    lake_uri = _lake_uri(args)
+    say = None if args.quiet else (lambda line: print(f"waiting: {line}", file=sys.stderr, flush=True))
+    started = time.monotonic()
+    if args.sessions is not None:
+        def check() -> tuple[bool, str]:
+            n = ended_sessions(lake_uri, reader=args.reader)
+            return n >= args.sessions, f"{n}/{args.sessions} sessions ended with all turns in {lake_uri}"
+    else:
+        from lake.settings import LakeSettings
+        from streams.settings import KafkaSettings
+
+        kafka = KafkaSettings()
+        topic = args.topic or kafka.rollout_topic
+        bootstrap = args.bootstrap_servers or kafka.kafka_bootstrap_servers
+        target = log_last_offsets(bootstrap, topic, client_kwargs=kafka.aiokafka_kwargs(),
+                                  timeout_s=min(args.timeout, 30.0))
+        app_id = app_id_prefix(LakeSettings().topic_epoch)
+
+        def check() -> tuple[bool, str]:
+            have = lake_offsets(lake_uri, topic, sorted(target), app_id=app_id)
+            behind = {p: target[p] - have[p] for p in target if have[p] < target[p]}
+            total = sum(o + 1 for o in target.values())
+            if not behind:
+                return True, f"lake holds all {total} records of {topic} (offsets {_offsets(target)})"
+            return False, (f"{sum(behind.values())} of {total} records of {topic} not in {lake_uri} yet "
+                           f"(lake {_offsets(have)}, log {_offsets(target)})")
+    from lake.exceptions import WaitTimeoutError
+
+    try:
+        said = wait_until(check, timeout_s=args.timeout, on_progress=say)
+    except WaitTimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{said} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _offsets(offsets: dict[int, int]) -> str:
+    return " ".join(f"p{p}:{o}" for p, o in sorted(offsets.items()))
 
 
 # -- maintain -------------------------------------------------------------------------------

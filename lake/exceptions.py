@@ -14,6 +14,8 @@ __all__ = [
     "OutputExistsError",
     "ManifestError",
     "ReproductionMismatchError",
+    "EmptySnapshotError",
+    "WaitTimeoutError",
 ]
 
 
@@ -51,3 +53,11 @@ class ManifestError(LakeError, ValueError):
 
 class ReproductionMismatchError(LakeError):
     """A snapshot reproduced from a manifest does not match the manifest's sha256 sums."""
+
+
+class EmptySnapshotError(LakeError, ValueError):
+    """The filters kept no example; the message counts what each filter dropped."""
+
+
+class WaitTimeoutError(LakeError):
+    """`lake wait` gave up before the lake caught up."""

@@ -151,13 +151,15 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     task_ids = keys.column("task_id").to_pylist()
     session_ids = keys.column("session_id").to_pylist()
     if spec.val_fraction > 0:
-        cache: dict[str, bool] = {}
-        flags = []
-        for task, sid in zip(task_ids, session_ids):
-            key = f"task:{task}" if task is not None else f"session:{sid}"
-            if key not in cache:
-                cache[key] = val_key_fraction(spec.split_seed, key) < spec.val_fraction
-            flags.append(cache[key])
+        split_keys = [f"task:{t}" if t is not None else f"session:{s}" for t, s in zip(task_ids, session_ids)]
+        where = {k: (val_key_fraction(spec.split_seed, k), k) for k in set(split_keys)}
+        in_val = {k: f < spec.val_fraction for k, (f, _) in where.items()}
+        # With two tasks or more, neither side comes out empty: the task nearest the cut moves.
+        if len(in_val) >= 2 and not any(in_val.values()):
+            in_val[min(where, key=where.__getitem__)] = True
+        elif len(in_val) >= 2 and all(in_val.values()):
+            in_val[max(where, key=where.__getitem__)] = False
+        flags = [in_val[k] for k in split_keys]
     else:
         flags = [False] * len(session_ids)
     split_tbl = pa.table({"sess_ord": keys.column("sess_ord"), "is_val": pa.array(flags, pa.bool_())})

@@ -13,3 +13,5 @@ class LakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
     lake_uri: str = "./lake"
+    # The worker's TOPIC_EPOCH: `lake wait` reads the app transactions of this epoch.
+    topic_epoch: str = ""

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lake.duck import Lake, connect
-from lake.exceptions import ManifestError, OutputExistsError, ReproductionMismatchError
-from lake.filters import SnapshotSpec
+from lake.exceptions import EmptySnapshotError, ManifestError, OutputExistsError, ReproductionMismatchError
+from lake.filters import SnapshotSpec, session_predicates
 import pyarrow.compute as pc
 
 from lake.formats import POS_SCALE, concat_bytes, message_json_sql
@@ -28,8 +28,10 @@ from lake.selection import kept_stats, select
 __all__ = [
     "FILES",
     "MANIFEST",
+    "absolute_uri",
     "build_snapshot",
     "code_version",
+    "explain_empty",
     "load_manifest",
     "plan_snapshot",
     "reproduce_snapshot",
@@ -199,6 +201,27 @@ def plan_snapshot(lake: Lake, spec: SnapshotSpec, *, with_stats: bool = False) -
     return result
 
 
+def explain_empty(lake: Lake, spec: SnapshotSpec, counts: Mapping[str, Any]) -> str:
+    """One line: why a selection kept no example, with what each filter alone drops."""
+    total = counts["sessions_total"]
+    if total == 0:
+        return ("the lake has no sessions yet; is the worker running with this LAKE_URI? "
+                "(`python -m lake wait --sessions N` blocks until they land)")
+    preds = session_predicates(spec)
+    alone = []
+    if preds:
+        row = lake.query("SELECT " + ", ".join(f"count(*) FILTER (WHERE NOT ({p}))" for _, p in preds)
+                         + " FROM sessions s").fetchone()
+        alone = [f"{reason} {n}" for (reason, _), n in zip(preds, row)]
+    statuses = ", ".join(f"{k} {v}" for k, v in lake.query(
+        "SELECT coalesce(status, '(none)'), count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+    dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
+    return (f"no examples: kept 0 of {total} sessions (dropped: {dropped}"
+            + (f"; each filter alone drops: {', '.join(alone)}" if alone else "")
+            + f"; sessions by status: {statuses}). Loosen the filters (`--dry-run` shows the counts) "
+            "or pass --allow-empty to write an empty snapshot")
+
+
 def _stats(lake: Lake, counts: Mapping[str, Any], messages: int, roles: Mapping[str, int],
            *, approx: bool = False) -> dict[str, Any]:
     stats = {
@@ -229,8 +252,13 @@ def build_snapshot(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: bool | None = None,
     on_log: Callable[[str], None] | None = None,
+    allow_empty: bool = True,
 ) -> dict[str, Any]:
-    """Write train.jsonl, val.jsonl, stats.json and manifest.json to out_dir; returns the manifest."""
+    """Write train.jsonl, val.jsonl, stats.json and manifest.json to out_dir; returns the manifest.
+
+    With allow_empty=False a selection without examples raises EmptySnapshotError (what each
+    filter dropped) and writes nothing.
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file, expected a directory")
@@ -238,12 +266,14 @@ def build_snapshot(
         raise OutputExistsError(
             f"output directory {out} is not empty; choose another --out or pass --force to overwrite"
         )
-    out.mkdir(parents=True, exist_ok=True)
     created_at = datetime.now(timezone.utc).isoformat()
 
     with connect(lake_uri, versions=versions, reader=reader, storage_options=storage_options,  # type: ignore[arg-type]
                  memory_limit=memory_limit, threads=threads) as lake:
         counts = select(lake, spec)
+        if not allow_empty and counts["examples"]["train"] + counts["examples"]["val"] == 0:
+            raise EmptySnapshotError(explain_empty(lake, spec, counts))
+        out.mkdir(parents=True, exist_ok=True)
         _prepare_system(lake, spec)
         total_examples = counts["examples"]["train"] + counts["examples"]["val"]
         sinks = {"train": _Sink(out / "train.jsonl"), "val": _Sink(out / "val.jsonl")}
@@ -288,7 +318,7 @@ def build_snapshot(
         "format_version": FORMAT_VERSION,
         "created_at": created_at,
         "code_version": code_version(),
-        "lake_uri": str(lake_uri),
+        "lake_uri": absolute_uri(lake_uri),  # --from-manifest works from any folder
         "table_versions": versions_read,
         "spec": spec.to_dict(),
         "counts": counts,
@@ -298,6 +328,32 @@ def build_snapshot(
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
     return manifest
+
+
+def absolute_uri(lake_uri: str) -> str:
+    """A local lake as an absolute path; object-store URIs unchanged."""
+    if "://" in str(lake_uri) and not str(lake_uri).startswith("file://"):
+        return str(lake_uri)
+    return str(Path(str(lake_uri).removeprefix("file://")).resolve())
+
+
+def _decontamination(lake: Lake, spec: SnapshotSpec, sources: list[str] | None,
+                     disjoint_from: list[str] | None) -> dict[str, Any]:
+    """Check --disjoint-from (raises on overlap) and describe the excluded set for the manifest."""
+    out: dict[str, Any] = {}
+    if spec.exclude_task_ids:
+        from lake.decontam import ids_sha256
+
+        out["excluded_task_ids"] = {"count": len(spec.exclude_task_ids), "sha256": ids_sha256(spec.exclude_task_ids),
+                                    "sources": [str(s) for s in sources or []],
+                                    "sessions_dropped": lake.query("SELECT count(*) FROM _snap_sessions "
+                                                                   "WHERE drop_reason = 'excluded_task'").fetchone()[0]}
+    if disjoint_from:
+        from lake.decontam import check_disjoint
+
+        kept = {t for (t,) in lake.query("SELECT DISTINCT task_id FROM _snap_kept WHERE task_id IS NOT NULL").fetchall()}
+        out["disjoint_from"] = check_disjoint(kept, disjoint_from)
+    return out
 
 
 def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -128,10 +128,12 @@ def test_toml_config_with_synth_ai_keys(varied, tmp_path):
                    'limit = 2\noutput = "%s"\n' % (tmp_path / "from-toml"))
     assert main(["snapshot", "--lake", varied, "--config", str(cfg), "--no-progress"]) == 0
     manifest = json.loads((tmp_path / "from-toml" / "manifest.json").read_text())
-    assert sids(read(tmp_path / "from-toml")) == ["base", "judged"]
+    # synth-ai's shape: one example per assistant turn, no system prompt (tests/lake/test_snapshot_usability.py).
+    assert sids(read(tmp_path / "from-toml")) == ["base", "base", "judged", "judged"]
     assert manifest["spec"]["min_reward"] == {"reward": 1.0} and manifest["spec"]["limit"] == 2
+    assert (manifest["spec"]["granularity"], manifest["spec"]["include_system"]) == ("turn", False)
     # A flag overrides the file's key; our own keys work in TOML too.
-    snap(varied, tmp_path / "flags", "--config", str(cfg), "--limit", "1")
+    snap(varied, tmp_path / "flags", "--config", str(cfg), "--limit", "1", "--granularity", "session")
     assert sids(read(tmp_path / "flags")) == ["base"]
     cfg.write_text("min_reward = {accuracy = 0.5}\nbest_per_task = true\ngranularity = 'turn'\n")
     snap(varied, tmp_path / "ours", "--config", str(cfg))
