@@ -152,8 +152,10 @@ def _sessions(files: list[Path], groups: dict[str, _Group], namespace_by_file: b
                     continue
                 found = _key(record, path.name, namespace_by_file)
                 if found is not None:
-                    group = groups[found[0]]
-                    if group.offsets[0] == offset and group.file == index:
+                    group = groups.get(found[0])
+                    if group is None:  # the file changed since the first pass
+                        yield ImportedSession(found[1], error=f"{path.name}:{lineno}: line appeared during the import")
+                    elif group.offsets[0] == offset and group.file == index:
                         yield _convert(group.session_id, lambda g=group: _read_group(reader, path.name, g))
                     continue
                 canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
