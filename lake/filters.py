@@ -19,7 +19,7 @@ from lake.exceptions import FilterSpecError
 __all__ = ["SnapshotSpec", "load_toml", "session_predicates", "SYNTH_AI_ALIASES"]
 
 GRANULARITIES = ("session", "turn")
-FORMATS = ("messages", "prompt_completion")
+FORMATS = ("messages", "prompt_completion", "preference")
 DEFAULT_OBJECTIVE = "reward"
 
 # synth-ai `[filter]` keys -> ours.
@@ -31,7 +31,9 @@ SYNTH_AI_ALIASES = {
     "policies": "policy_names",
 }
 _LIST_KEYS = ("required_achievements", "statuses", "splits", "task_ids", "models", "envs",
-              "policy_names", "run_ids", "judgment")
+              "policy_names", "run_ids", "judgment", "exclude_task_ids")
+# Bounds on a task group's reward statistics (the `task_stats` view), per objective.
+_TASK_BOUNDS = ("min_task_std", "max_task_mean", "min_task_mean")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,17 @@ class SnapshotSpec:
     include_system: bool = True
     val_fraction: float = 0.0
     split_seed: int = 0
+    # Group statistics over the sessions that pass the filters above, per task_id and objective.
+    min_task_std: dict[str, float] = field(default_factory=dict)
+    max_task_mean: dict[str, float] = field(default_factory=dict)
+    min_task_mean: dict[str, float] = field(default_factory=dict)
+    top_k_per_task: int | None = None  # the best K sessions per task (best_per_task is K = 1)
+    # Decontamination: these task_ids never reach the output (from --exclude-tasks-from).
+    exclude_task_ids: tuple[str, ...] = ()
+    # format "preference": chosen and rejected rewards differ by at least this much (and > 0).
+    min_margin: float = 0.0
+    # Invalid or zero-reward assistant turns stay as context with "weight": 0 (no loss).
+    mask_invalid_turns: bool = False
 
     # -- building -------------------------------------------------------------------------
 
@@ -103,6 +116,15 @@ class SnapshotSpec:
             raise FilterSpecError(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise FilterSpecError(f"val_fraction {self.val_fraction} must be in [0, 1)")
+        if self.format == "preference" and (self.best_per_task or self.top_k_per_task is not None):
+            raise FilterSpecError(
+                "format preference pairs the rollouts of a task; drop --best-per-task/--top-k-per-task, "
+                "they would leave nothing to pair"
+            )
+        if self.top_k_per_task is not None and self.top_k_per_task < 1:
+            raise FilterSpecError(f"top_k_per_task {self.top_k_per_task} must be >= 1")
+        if self.min_margin < 0 or math.isnan(self.min_margin):
+            raise FilterSpecError(f"min_margin {self.min_margin} must be >= 0")
         for name in ("min_achievements", "max_turns", "limit", "context_turns"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -111,7 +133,7 @@ class SnapshotSpec:
 
 def _normalise(key: str, value: Any) -> Any:
     try:
-        if key in ("min_reward", "max_reward"):
+        if key in ("min_reward", "max_reward", *_TASK_BOUNDS):
             return _bounds(key, value)
         if key in _LIST_KEYS:
             if isinstance(value, str):
@@ -125,11 +147,11 @@ def _normalise(key: str, value: Any) -> Any:
             if isinstance(value, str) and value.lower() == "all":
                 return None
             return _int(key, value)
-        if key in ("min_achievements", "max_turns", "limit", "split_seed"):
+        if key in ("min_achievements", "max_turns", "limit", "split_seed", "top_k_per_task"):
             return _int(key, value)
-        if key == "val_fraction":
+        if key in ("val_fraction", "min_margin"):
             return float(value)
-        if key in ("require_termination", "best_per_task", "salvage", "include_system"):
+        if key in ("require_termination", "best_per_task", "salvage", "include_system", "mask_invalid_turns"):
             if not isinstance(value, bool):
                 raise FilterSpecError(f"{key} must be true or false, got {value!r}")
             return value
@@ -207,13 +229,14 @@ def load_toml(path: str) -> dict[str, Any]:
         raise FilterSpecError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise FilterSpecError(f"config file {path} is not valid TOML: {exc}") from exc
-    merged = {k: v for k, v in data.items() if not isinstance(v, dict) or k in ("min_reward", "max_reward")}
+    tables = ("min_reward", "max_reward", *_TASK_BOUNDS)
+    merged = {k: v for k, v in data.items() if not isinstance(v, dict) or k in tables}
     section = data.get("filter", {})
     if not isinstance(section, dict):
         raise FilterSpecError(f"[filter] in {path} must be a table")
     merged.update(section)
     for key, value in data.items():
-        if isinstance(value, dict) and key not in ("filter", "min_reward", "max_reward"):
+        if isinstance(value, dict) and key not in ("filter", *tables):
             raise FilterSpecError(f"unknown table [{key}] in {path}; put keys at top level or under [filter]")
     return merged
 
@@ -248,6 +271,8 @@ def session_predicates(spec: SnapshotSpec) -> list[tuple[str, str]]:
         if values:
             preds.append((reason, f"coalesce(list_contains({lit(values)}, s.{column}), false)"))
 
+    if spec.exclude_task_ids:  # first, so every decontaminated session is counted as such
+        preds.append(("excluded_task", f"NOT coalesce(list_contains({lit(spec.exclude_task_ids)}, s.task_id), false)"))
     member("splits", "split", spec.splits)
     member("task_ids", "task_id", spec.task_ids)
     member("models", "model", spec.models)

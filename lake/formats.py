@@ -20,8 +20,13 @@ __all__ = ["POS_SCALE", "message_json_sql", "concat_bytes"]
 POS_SCALE = 1 << 20
 
 
-def message_json_sql(m: str = "m") -> str:
-    """SQL rendering one message row (alias `m`) as a compact OpenAI chat message object."""
+def message_json_sql(m: str = "m", *, no_loss: str | None = None) -> str:
+    """SQL rendering one message row (alias `m`) as a compact OpenAI chat message object.
+
+    `no_loss`: a boolean SQL expression; where true the message gets `"weight":0` (OpenAI
+    fine-tuning's convention, which the trainer honours: context, no loss).
+    """
+    weight = f"""|| CASE WHEN {no_loss} THEN ',"weight":0' ELSE '' END """ if no_loss else ""
     return (
         f"""'{{"role":' || to_json({m}.role)::VARCHAR || ',"content":' || """
         f"""CASE WHEN {m}.content IS NULL THEN '""' """
@@ -32,7 +37,7 @@ def message_json_sql(m: str = "m") -> str:
         f"""|| CASE WHEN {m}.tool_call_id IS NULL THEN '' """
         f"""ELSE ',"tool_call_id":' || to_json({m}.tool_call_id)::VARCHAR END """
         f"""|| CASE WHEN {m}.name IS NULL THEN '' ELSE ',"name":' || to_json({m}.name)::VARCHAR END """
-        f"""|| '}}'"""
+        f"""{weight}|| '}}'"""
     )
 
 

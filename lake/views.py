@@ -8,7 +8,28 @@ on `sessions`: a reward that arrives after the session was finalized still shows
 
 from __future__ import annotations
 
-__all__ = ["VIEW_SQL", "VIEWS", "view_statements"]
+__all__ = ["VIEW_SQL", "VIEWS", "PASS_AT_K", "task_stats_columns", "view_statements"]
+
+PASS_AT_K = (1, 5, 10)
+
+
+def task_stats_columns(reward: str) -> str:
+    """Aggregates of one task group's rewards (`reward`: a column or expression)."""
+    c = f"count(*) FILTER (WHERE {reward} > 0)"
+    # C(n-c,k)/C(n,k) through lgamma: exact enough and no overflow for big groups.
+    pass_at = ", ".join(
+        f"""CASE WHEN count({reward}) < {k} THEN NULL WHEN count({reward}) - {c} < {k} THEN 1.0
+                 ELSE 1.0 - exp(lgamma(count({reward}) - {c} + 1) - lgamma(count({reward}) - {c} - {k} + 1)
+                                - lgamma(count({reward}) + 1) + lgamma(count({reward}) - {k} + 1)) END
+            AS pass_at_{k}"""
+        for k in PASS_AT_K
+    )
+    return (
+        f"count({reward}) AS n, avg({reward}) AS mean, coalesce(stddev_pop({reward}), 0) AS std, "
+        f"min({reward}) AS min, max({reward}) AS max, {c} AS successes, "
+        f"{c} / count({reward}) AS success_rate, {pass_at}"
+    )
+
 
 # Latest first: event time, then Kafka position (one session lives on one partition).
 _LATEST = "ts DESC NULLS LAST, kafka_partition DESC, kafka_offset DESC, event_id DESC"
@@ -62,6 +83,16 @@ VIEW_SQL: dict[str, str] = {
                    THEN map_from_entries([{'k': 'reward', 'v': s.total_reward}]) END) AS rewards,
                o.judgment_score
         FROM raw_sessions s LEFT JOIN session_outcomes o ON s.session_id = o.session_id
+    """,
+    # Per task and objective: the group statistics GRPO-style filters need (zero variance,
+    # difficulty). success = reward > 0; pass@k is the unbiased estimator 1 - C(n-c,k)/C(n,k).
+    "task_stats": f"""
+        WITH r AS (
+            SELECT task_id, unnest(map_keys(rewards)) AS objective, unnest(map_values(rewards)) AS reward
+            FROM sessions WHERE task_id IS NOT NULL AND rewards IS NOT NULL
+        )
+        SELECT task_id, objective, {task_stats_columns("reward")}
+        FROM r WHERE reward IS NOT NULL GROUP BY task_id, objective
     """,
     "turns": "SELECT * FROM raw_turns",
     "messages": """
