@@ -16,7 +16,8 @@ _SPEC_DESTS = (
     "require_termination", "statuses", "splits", "task_ids", "models", "envs", "policy_names",
     "run_ids", "min_created_at", "max_created_at", "judgment", "where", "limit", "best_per_task",
     "salvage", "granularity", "context_turns", "format", "include_system", "val_fraction",
-    "split_seed",
+    "split_seed", "min_task_std", "max_task_mean", "min_task_mean", "top_k_per_task", "min_margin",
+    "mask_invalid_turns",
 )
 
 
@@ -87,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--judgment", metavar="L,M", help="latest judgment label in this list, e.g. acceptable")
     f.add_argument("--where", metavar="SQL", help="extra SQL predicate over the `sessions` view's columns")
     f.add_argument("--limit", type=int, help="keep at most N sessions (the first in snapshot order)")
+    g = p.add_argument_group("task groups (statistics over the sessions the filters above keep; see the task_stats view)")
+    g.add_argument("--min-task-std", metavar="[OBJ=]X", action="append",
+                   help="drop tasks whose reward std is below X (0 < X drops zero-variance groups, useless for GRPO)")
+    g.add_argument("--max-task-mean", metavar="[OBJ=]X", action="append", help="keep tasks with mean reward <= X (hard ones)")
+    g.add_argument("--min-task-mean", metavar="[OBJ=]X", action="append", help="keep tasks with mean reward >= X")
+    g.add_argument("--top-k-per-task", type=int, metavar="K",
+                   help="the best K sessions per task_id (ranked like --best-per-task, which is K=1)")
+    d = p.add_argument_group("decontamination")
+    d.add_argument("--exclude-tasks-from", metavar="FILE|MANIFEST", action="append",
+                   help="never output these task_ids: a file with one per line (or a JSON list), or a snapshot's "
+                        "manifest.json/dir (its val split's task_ids); the manifest records the set's sha256")
+    d.add_argument("--disjoint-from", metavar="MANIFEST", action="append",
+                   help="refuse (exit 2) if any kept task_id is in the val split of that snapshot")
     o = p.add_argument_group("shape")
     o.add_argument("--best-per-task", action="store_true", default=None,
                    help="one session per task_id: highest reward, then most achievements, fewest turns, session_id")
@@ -94,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep a session with an invalid or missing turn, truncated before the first one")
     o.add_argument("--granularity", choices=("session", "turn"), help="one example per session (default) or per assistant turn")
     o.add_argument("--context-turns", metavar="N|all", help="turn granularity: previous turns included (default 0)")
-    o.add_argument("--format", choices=("messages", "prompt_completion"), help="line shape (default messages)")
+    o.add_argument("--format", choices=("messages", "prompt_completion", "preference"),
+                   help="line shape (default messages); preference: prompt/chosen/rejected pairs for DPO")
+    o.add_argument("--min-margin", type=float, metavar="X",
+                   help="preference: chosen and rejected rewards differ by at least X (default: any difference)")
+    o.add_argument("--mask-invalid-turns", action="store_true", default=None,
+                   help='keep invalid or zero-reward assistant turns as context, marked "weight": 0 (no loss)')
     o.add_argument("--include-system", action=argparse.BooleanOptionalAction, default=None,
                    help="keep system/developer messages (default yes; identical repeats kept once)")
     o.add_argument("--val-fraction", type=float, help="share of task_ids hashed into val.jsonl (default 0)")
@@ -312,6 +331,13 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
         out_from_config = _out_dir(data.pop("out", None), data.pop("output", None))
     flags = {dest: getattr(args, dest) for dest in _SPEC_DESTS if getattr(args, dest) is not None}
     data.update(flags)
+    if args.exclude_tasks_from:
+        from lake.decontam import task_ids_from
+
+        excluded = set(data.get("exclude_task_ids") or ())
+        for source in args.exclude_tasks_from:
+            excluded |= task_ids_from(source)
+        data["exclude_task_ids"] = sorted(excluded)
     return SnapshotSpec.from_dict(data), out_from_config
 
 
@@ -333,7 +359,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     lake_arg = args.lake
     if args.from_manifest:
-        given = [d for d in _SPEC_DESTS if getattr(args, d) is not None]
+        given = [d for d in (*_SPEC_DESTS, "exclude_tasks_from", "disjoint_from") if getattr(args, d) is not None]
         if given or args.config:
             raise FilterSpecError(
                 "--from-manifest reproduces a snapshot exactly; drop --config and the filter flags "
@@ -363,6 +389,7 @@ def _snapshot(args: argparse.Namespace) -> int:
     try:
         manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
                                   memory_limit=args.memory_limit, threads=args.threads, progress=args.progress,
+                                  exclude_sources=args.exclude_tasks_from, disjoint_from=args.disjoint_from,
                                   allow_empty=args.allow_empty)
     except EmptySnapshotError as exc:
         if args.debug:

@@ -15,14 +15,15 @@ import pyarrow as pa
 
 from lake.duck import Lake, check_read_only
 from lake.exceptions import FilterSpecError, QueryError
-from lake.filters import SnapshotSpec, lit, session_predicates
+from lake.filters import DEFAULT_OBJECTIVE, SnapshotSpec, lit, session_predicates
 from lake.formats import POS_SCALE
+from lake.views import task_stats_columns
 
 __all__ = ["select", "val_key_fraction", "DATA_REASONS"]
 
 # Reasons a session is dropped for what its data is, after the filters of filters.py.
 DATA_REASONS = ("no_messages", "invalid_turn", "missing_turns", "nothing_to_salvage",
-                "no_assistant_message", "not_best_for_task", "limit")
+                "no_assistant_message", "not_best_for_task", "not_top_k_for_task", "limit")
 _FAR = 1 << 62
 
 
@@ -68,14 +69,14 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     reason_case = " ".join(f"WHEN NOT ({p}) THEN {lit(r)}" for r, p in preds)
     filter_reason = f"CASE {reason_case} END" if preds else "NULL::VARCHAR"
     salvage = "true" if spec.salvage else "false"
+    # Invalid turns masked out of the loss are context, not a reason to drop or cut a session.
+    invalid = "NULL::BIGINT" if spec.mask_invalid_turns else "ti.first_invalid"
     try:
         q(f"""
             CREATE OR REPLACE TABLE _snap_sessions AS
-            WITH f AS (
-                SELECT s.*, {filter_reason} AS filter_reason FROM sessions s
-            ),
+            WITH {_task_filter_sql(spec, filter_reason)},
             b AS (
-                SELECT f.*, ti.first_invalid,
+                SELECT f.*, {invalid} AS first_invalid,
                        least(ti.first_gap,
                              CASE WHEN f.num_turns > ti.max_turn + 1 THEN ti.max_turn + 1 END,
                              CASE WHEN ti.session_id IS NULL AND f.num_turns > 0 THEN 0 END)
@@ -126,7 +127,8 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
         raise
 
     order = "started_at NULLS LAST, session_id"
-    if spec.best_per_task:
+    top_k = 1 if spec.best_per_task else spec.top_k_per_task
+    if top_k is not None:
         rank = (
             "row_number() OVER (PARTITION BY coalesce(task_id, chr(0) || session_id) "
             "ORDER BY total_reward DESC NULLS LAST, achievements_count DESC NULLS LAST, "
@@ -137,7 +139,7 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     q(f"""
         CREATE OR REPLACE TABLE _snap_best AS
         SELECT * FROM (SELECT *, {rank} AS task_rank FROM _snap_sessions WHERE drop_reason IS NULL)
-        WHERE task_rank = 1
+        WHERE task_rank <= {int(top_k or 1)}
     """)
     limit = f"WHERE sess_ord < {int(spec.limit)}" if spec.limit is not None else ""
     q(f"""
@@ -170,7 +172,7 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     """)
     lake.con.unregister("_snap_split_arrow")
 
-    if spec.granularity == "turn":
+    if spec.granularity == "turn" and spec.format != "preference":
         window = "0" if spec.context_turns is None else f"greatest(a.turn - {int(spec.context_turns)}, 0)"
         q(f"""
             CREATE OR REPLACE TABLE _snap_examples AS
@@ -192,6 +194,34 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     return counts(lake, spec)
 
 
+def _task_filter_sql(spec: SnapshotSpec, filter_reason: str) -> str:
+    """CTE `f`: sessions with `filter_reason`, task-statistics bounds applied after the filters."""
+    bounds = [("min_task_std", "std", ">=", spec.min_task_std), ("max_task_mean", "mean", "<=", spec.max_task_mean),
+              ("min_task_mean", "mean", ">=", spec.min_task_mean)]
+    active = [(reason, col, op, obj, v) for reason, col, op, b in bounds for obj, v in b.items()]
+    if not active:
+        return f"f AS (SELECT s.*, {filter_reason} AS filter_reason FROM sessions s)"
+    objectives = sorted({obj for _, _, _, obj, _ in active})
+    stats = []
+    for i, obj in enumerate(objectives):
+        reward = "total_reward" if obj == DEFAULT_OBJECTIVE else f"rewards[{lit(obj)}]"
+        stats.append(f"""
+            ts{i} AS (SELECT task_id, {task_stats_columns('r')}
+                      FROM (SELECT task_id, {reward} AS r FROM f0
+                            WHERE filter_reason IS NULL AND task_id IS NOT NULL AND {reward} IS NOT NULL)
+                      GROUP BY task_id)""")
+    joins = " ".join(f"LEFT JOIN ts{i} ON ts{i}.task_id = f0.task_id" for i in range(len(objectives)))
+    cases = " ".join(
+        f"WHEN NOT coalesce(ts{objectives.index(obj)}.{col} {op} {lit(v)}, false) THEN {lit(reason)}"
+        for reason, col, op, obj, v in active
+    )
+    return f"""
+        f0 AS (SELECT s.*, {filter_reason} AS filter_reason FROM sessions s),
+        {",".join(stats)},
+        f AS (SELECT f0.* REPLACE (coalesce(f0.filter_reason, CASE {cases} END) AS filter_reason)
+              FROM f0 {joins})"""
+
+
 def counts(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     q = lake.query
     total = q("SELECT count(*) FROM _snap_sessions").fetchone()[0]
@@ -203,7 +233,7 @@ def counts(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     best = q("SELECT count(*) FROM _snap_best").fetchone()[0]
     kept = q("SELECT count(*) FROM _snap_kept").fetchone()[0]
     if passed - best:
-        dropped["not_best_for_task"] = passed - best
+        dropped["not_top_k_for_task" if spec.top_k_per_task and not spec.best_per_task else "not_best_for_task"] = passed - best
     if best - kept:
         dropped["limit"] = best - kept
     ex = dict(q("SELECT is_val, count(*) FROM _snap_examples GROUP BY ALL").fetchall())

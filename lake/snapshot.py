@@ -79,6 +79,9 @@ def _rows_sql(spec: SnapshotSpec) -> tuple[str, str, str]:
     else:
         meta = "k.meta_json"
     cols = "m.role, m.content, m.content_is_parts, m.tool_calls, m.tool_call_id, m.name"
+    if spec.mask_invalid_turns:
+        cols += (", (m.role = 'assistant' AND EXISTS (SELECT 1 FROM _snap_masked x "
+                 "WHERE x.session_id = m.session_id AND x.turn = m.turn)) AS no_loss")
     carry = ""
     if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
         # No system message inside the window: bring the one in effect (the latest before it).
@@ -127,7 +130,7 @@ def stream_sql(spec: SnapshotSpec) -> str:
     line's first message, "," otherwise) and the line's tail after its last message.
     """
     rows, cols, meta = _rows_sql(spec)
-    msg = message_json_sql("r")
+    msg = message_json_sql("r", no_loss="r.no_loss" if spec.mask_invalid_turns else None)
     tail = f"""'],"tools":' || k.tools_json || ',"metadata":' || {meta} || '}}' || chr(10)"""
     if spec.format == "prompt_completion":
         head = """CASE WHEN r.pos = f.first_pos THEN '{"prompt":[' ELSE '' END
@@ -147,6 +150,13 @@ def stream_sql(spec: SnapshotSpec) -> str:
 
 
 def _prepare_system(lake: Lake, spec: SnapshotSpec) -> None:
+    if spec.mask_invalid_turns:
+        # The turns whose assistant messages are context only (--mask-invalid-turns).
+        lake.query("""
+            CREATE OR REPLACE TABLE _snap_masked AS
+            SELECT t.session_id, t.turn FROM raw_turns t SEMI JOIN _snap_kept k ON t.session_id = k.session_id
+            WHERE t.valid = false OR t.reward = 0
+        """)
     if not spec.include_system:
         return
     lake.query(f"""
@@ -253,6 +263,8 @@ def build_snapshot(
     progress: bool | None = None,
     on_log: Callable[[str], None] | None = None,
     allow_empty: bool = True,
+    exclude_sources: list[str] | None = None,
+    disjoint_from: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write train.jsonl, val.jsonl, stats.json and manifest.json to out_dir; returns the manifest.
 
@@ -273,6 +285,7 @@ def build_snapshot(
         counts = select(lake, spec)
         if not allow_empty and counts["examples"]["train"] + counts["examples"]["val"] == 0:
             raise EmptySnapshotError(explain_empty(lake, spec, counts))
+        decontamination = _decontamination(lake, spec, exclude_sources, disjoint_from)
         out.mkdir(parents=True, exist_ok=True)
         _prepare_system(lake, spec)
         total_examples = counts["examples"]["train"] + counts["examples"]["val"]
@@ -281,8 +294,20 @@ def build_snapshot(
         messages = 0
         bar = _progress(total_examples, progress)
         try:
-            lake.query(first_rows_sql(spec))
-            stream = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
+            if spec.format == "preference":
+                from lake.preference import write_pairs
+
+                def put(is_val: bool, line: bytes) -> None:
+                    sinks["val" if is_val else "train"].write(line, 1)
+
+                counts["preference"] = write_pairs(lake, spec, put, batch_rows=batch_rows)
+                counts["examples"] = dict(counts["preference"]["pairs_by_split"])
+                total_examples = counts["preference"]["pairs"]
+                messages = counts["preference"].pop("messages")
+                stream: Any = ()
+            else:
+                lake.query(first_rows_sql(spec))
+                stream = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
             for batch in stream:
                 lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
                 is_val = batch.column("is_val")
@@ -324,6 +349,8 @@ def build_snapshot(
         "counts": counts,
         "files": files,
     }
+    if decontamination:
+        manifest["decontamination"] = decontamination
     tmp = out / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
