@@ -111,10 +111,9 @@ class PartitionGuard:
             held = max(loaded[(t, tp)] for t in APPENDED)
             merged = loaded[(SESSIONS, tp)]
             log.info("assigned %s/%d: lake holds rows up to offset %d, sessions up to %d", *tp, held, merged)
-            if held < 0 and merged < 0:
-                continue
             # Whole batches end with the sessions MERGE; a crash before it is read again from the log.
-            self._next[tp] = min(held, merged) + 1 if merged >= 0 or held < 0 else 0
+            # An empty lake starts at the log's start too: Kafka's committed offset is only a hint.
+            self._next[tp] = min(held, merged) + 1 if merged >= 0 else 0
             if held >= 0 and self.partition_log is not None:
                 first = await self.partition_log.first_offset_at(tp, held)
                 if first is None:

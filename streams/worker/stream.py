@@ -52,13 +52,15 @@ class _FaustPartitionLog:
             start = (await consumer.beginning_offsets([tp]))[tp]
             # Read rather than trust the log end: Tansu reports the start of its last batch + 1.
             end = (await consumer.end_offsets([tp]))[tp]
+            if end <= start:  # an empty log (Tansu under-reports a log end, but never to the start)
+                return None
             if offset < start:
                 log.warning(
-                    "retention already deleted offsets %d..%d of %s/%d (the log starts at %d); "
+                    "offsets %d..%d of %s/%d are no longer in the log (retention; it starts at %d); "
                     "the lake holds what was ingested of them, reading on from the log start",
                     offset, start - 1, tp.topic, tp.partition, start,
                 )
-                return start if end > start else None
+                return start
             consumer.seek(tp, offset)
             deadline = time.monotonic() + (10.0 if end > offset else 3.0)
             while time.monotonic() < deadline:

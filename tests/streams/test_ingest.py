@@ -31,7 +31,7 @@ def test_a_reset_log_is_refused_until_the_topic_epoch_changes(tmp_path):
         ingestor = Ingestor(settings, {}, partition_log=ResetLog())
         await ingestor.on_assigned([tp])
         event = make_sessions(1, 1, seed=9)[0].events[0]
-        await ingestor.handle(event["session_id"].encode(), json.dumps(event).encode(), "t", 0, 6, 1.0e9)
+        await ingestor.handle(event["session_id"].encode(), json.dumps(event).encode(), "t", 0, 0, 1.0e9)
         await ingestor.stop()
 
     with pytest.raises(LogResetError, match=r"holds offsets up to \d+ of t/0 but the topic has no record there.*TOPIC_EPOCH"):
