@@ -335,6 +335,8 @@ def build_snapshot(
         stats_sink.write(stats_bytes, 1)
         files["stats.json"] = stats_sink.close()
         versions_read = dict(lake.versions)
+        rewards = [r for (r,) in lake.query(
+            "SELECT total_reward FROM _snap_kept WHERE total_reward IS NOT NULL ORDER BY 1").fetchall()]
         written = files["train.jsonl"]["rows"] + files["val.jsonl"]["rows"]
         if written != total_examples:  # pragma: no cover - an invariant, not a user error
             raise RuntimeError(f"wrote {written} examples, selection had {total_examples}")
@@ -351,6 +353,9 @@ def build_snapshot(
     }
     if decontamination:
         manifest["decontamination"] = decontamination
+    from lake.card import CARD, render_card
+
+    (out / CARD).write_text(render_card(manifest, stats, rewards))
     tmp = out / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
