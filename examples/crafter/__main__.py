@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="run id recorded on every session (default: a fresh one)")
     p.add_argument("--bootstrap-servers", default=None, help="Kafka (default: $KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--topic", default=None, help="topic (default: $ROLLOUT_TOPIC or rollout-events)")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="generation budget of --policy model")
+    p.add_argument("--max-new-tokens", type=int, default=40, help="generation budget of --policy model (a call is ~30 tokens)")
     p.add_argument("--dry-run", action="store_true", help="play without publishing (no broker needed)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p

@@ -199,14 +199,18 @@ def run_episodes(
     concurrency: int = 1,
     split: str = "train",
     run_id: str | None = None,
-    max_new_tokens: int = 48,
+    max_new_tokens: int = 40,
     on_result: Callable[[EpisodeResult], None] | None = None,
 ) -> list[EpisodeResult]:
     """Blocking entry point for scripts (the demo): play, publish each episode, return the results.
 
     Without `bootstrap_servers`/`topic` the publisher reads KAFKA_BOOTSTRAP_SERVERS / ROLLOUT_TOPIC.
     """
-    chosen = make_policy(policy, model, max_new_tokens=max_new_tokens) if isinstance(policy, str) else policy
+    if isinstance(policy, str):
+        # Episodes played at once share one batched generate call.
+        chosen = make_policy(policy, model, max_new_tokens=max_new_tokens, batch_size=concurrency)
+    else:
+        chosen = policy
     options = dict(max_turns=max_turns, concurrency=concurrency, split=split, run_id=run_id, on_result=on_result)
 
     async def main() -> list[EpisodeResult]:

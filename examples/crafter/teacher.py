@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from crafter import constants
 
 from examples.crafter.game import GameState
-from examples.crafter.tools import MAX_ACTIONS_PER_CALL
 
 __all__ = ["TeacherBrain"]
 
@@ -23,6 +22,8 @@ _DIRS = tuple(_MOVES)
 _TABLE_WOOD = constants.place["table"]["uses"]["wood"]
 _FURNACE_STONE = constants.place["furnace"]["uses"]["stone"]
 _PLACEABLE = {name: frozenset(info["where"]) for name, info in constants.place.items()}
+# The planner looks this many actions ahead; the agent runs the first one and plans again.
+MAX_PLAN = 5
 
 
 def _cells(state: GameState) -> Iterable[tuple[int, int, str]]:
@@ -63,7 +64,7 @@ def _approach(state: GameState, targets: set[str]) -> list[str] | None:
 
 
 class TeacherBrain:
-    """Per-episode planner: `plan(state)` -> 1-5 Crafter action names."""
+    """Per-episode planner: `plan(state)` -> 1-5 Crafter action names; `act(state)` -> the next one."""
 
     def __init__(self, seed: int = 0) -> None:
         self._explore = _DIRS[seed % 4]
@@ -72,17 +73,20 @@ class TeacherBrain:
     def plan(self, state: GameState) -> list[str]:
         self._turns += 1
         actions = self._choose(state)
-        return (actions or ["noop"])[:MAX_ACTIONS_PER_CALL]
+        return (actions or ["noop"])[:MAX_PLAN]
+
+    def act(self, state: GameState) -> str:
+        return self.plan(state)[0]
 
     def _choose(self, state: GameState) -> list[str]:
         inv, done = state.inventory, set(state.achievements)
         if state.sleeping:
-            return ["sleep"] * MAX_ACTIONS_PER_CALL
+            return ["sleep"] * MAX_PLAN
         zombie_adjacent = any(state.at(*d) == "zombie" for d in _DIRS)
         if zombie_adjacent:
             return self._interact(state, {"zombie"}, hits=4)
         if inv["energy"] <= 2 and not _near(state, {"zombie", "skeleton"}, state.center):
-            return ["sleep"] * MAX_ACTIONS_PER_CALL
+            return ["sleep"] * MAX_PLAN
         # Urgent needs first, then cheap achievements close by, then the tool chain.
         if inv["drink"] <= 4 and (plan := self._interact(state, {"water"}, hits=9 - inv["drink"])):
             return plan
@@ -111,7 +115,7 @@ class TeacherBrain:
         plan = _approach(state, targets)
         if plan is None:
             return None
-        return plan + ["do"] * max(1, min(hits, MAX_ACTIONS_PER_CALL - len(plan)))
+        return plan + ["do"] * max(1, min(hits, MAX_PLAN - len(plan)))
 
     def _craft(self, state: GameState) -> list[str] | None:
         inv = state.inventory

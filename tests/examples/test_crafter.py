@@ -25,7 +25,7 @@ from examples.crafter import (  # noqa: E402
     validate_tool_call,
 )
 from examples.crafter.__main__ import main, parse_seeds  # noqa: E402
-from examples.crafter.render import SYMBOLS, SYSTEM_PROMPT  # noqa: E402
+from examples.crafter.render import SYSTEM_PROMPT  # noqa: E402
 from examples.crafter.tools import parse_reply  # noqa: E402
 
 ID = {name: i for i, name in enumerate(ACTIONS)}
@@ -56,23 +56,16 @@ def test_view_matches_the_crafter_world_around_the_player(game0: CrafterGame) ->
     assert state.facing == (-1, 0)  # the last move was left
 
 
-def test_observation_has_stats_inventory_map_legend_and_is_compact(game0: CrafterGame) -> None:
+def test_observation_is_short_and_names_vitals_facing_neighbours_and_nearest_things(game0: CrafterGame) -> None:
     text = render_observation(game0.state, turn=2, max_turns=20)
     lines = text.splitlines()
-    assert lines[0] == "Step: 3 (turn 3/20)"
-    assert lines[1] == "Health 9/9 | Food 9/9 | Drink 9/9 | Energy 9/9"
-    assert "Inventory: empty" in lines
-    assert "Achievements (0/22): none" in lines
-    assert "Facing: left (grass)" in lines
-    start = lines.index("Map (9x9, you are @ in the middle, up is north):") + 1
-    grid = [row.split(" ") for row in lines[start : start + 9]]
-    assert all(len(row) == 9 for row in grid) and grid[4][4] == "@"
-    legend = next(line for line in lines if line.startswith("Legend: "))
-    for symbol in {cell for row in grid for cell in row} - {"@"}:
-        assert f" {symbol}=" in f" {legend[8:]}"
-    assert next(line for line in lines if line.startswith("Nearest: ")).startswith("Nearest: tree 1 right, 4 up")
-    # A few hundred tokens at most: SmolLM2's tokenizer averages >2 chars per token here.
-    assert len(text) < 900 and len(SYSTEM_PROMPT) < 1400
+    assert lines[0] == "Turn 3/20. health 9, food 9, drink 9, energy 9"
+    assert lines[1:4] == ["Inventory: empty", "Achievements: none", "Facing left: grass"]
+    state = game0.state
+    assert lines[4] == f"Around: left {state.at(-1, 0)}, right {state.at(1, 0)}, up {state.at(0, -1)}, down {state.at(0, 1)}"
+    assert lines[5].startswith("Nearest: tree 1 right, 4 up")
+    # The model reads it every turn: well under a hundred SmolLM2 tokens (>3 chars per token here).
+    assert len(text) < 320 and len(SYSTEM_PROMPT) < 400
 
 
 def test_outcome_summary_names_actions_changes_and_achievements() -> None:
@@ -87,7 +80,7 @@ def test_outcome_summary_names_actions_changes_and_achievements() -> None:
         outcome = game.step([ID[a] for a in plan])
         state = game.state
     text = render_outcome(outcome, state)
-    assert text.startswith(f"Ran {len(plan)} action(s): {', '.join(plan)}.")
+    assert text.startswith(f"Ran {', '.join(plan)}.")
     assert "wood +1" in text and "Unlocked: collect_wood." in text and "Reward +1.0." in text
 
 
@@ -95,21 +88,20 @@ def test_outcome_summary_names_actions_changes_and_achievements() -> None:
 
 
 def test_act_arguments_validate_to_action_ids() -> None:
-    assert validate_act_arguments('{"actions": ["move_left", "do"]}') == [1, 5]
-    assert validate_act_arguments({"actions": ["make_wood_pickaxe"]}) == [ID["make_wood_pickaxe"]]
-    assert validate_tool_call({"function": {"name": "act", "arguments": '{"actions":["noop"]}'}}) == [0]
+    assert validate_act_arguments('{"action": "move_left"}') == [1]
+    assert validate_act_arguments({"action": "make_wood_pickaxe"}) == [ID["make_wood_pickaxe"]]
+    assert validate_tool_call({"function": {"name": "act", "arguments": '{"action":"noop"}'}}) == [0]
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         ("{not json", "arguments are not valid JSON"),
-        ('["do"]', "arguments must be a JSON object with `actions`, got list"),
-        ({"actions": []}, "`actions` has 0 items; send 1-5"),
-        ({"actions": ["do"] * 6}, "`actions` has 6 items; send 1-5"),
-        ({"actions": "do"}, "`actions` must be a list of 1-5 action names"),
-        ({"actions": ["do", "fly"]}, "unknown action(s) 'fly'; valid: noop, move_left"),
-        ({"actions": ["do"], "why": "x"}, "unknown argument(s) why; `act` takes only `actions`"),
+        ('["do"]', "arguments must be a JSON object with `action`, got list"),
+        ({}, "`action` must be one action name, got None"),
+        ({"action": ["do"]}, "`action` must be one action name, got ['do']"),
+        ({"action": "fly"}, "unknown action 'fly'; valid: noop, move_left"),
+        ({"action": "do", "why": "x"}, "unknown argument(s) why; `act` takes only `action`"),
     ],
 )
 def test_bad_act_arguments_give_an_error_saying_what_to_fix(arguments, message: str) -> None:
@@ -121,11 +113,11 @@ def test_unknown_tool_is_an_error() -> None:
     assert validate_tool_call({"function": {"name": "move", "arguments": "{}"}}) == "unknown tool 'move'; the only tool is `act`"
 
 
-def test_tool_spec_is_openai_format_listing_every_action() -> None:
+def test_tool_spec_is_openai_format_with_one_action_from_every_action() -> None:
     (tool,) = TOOLS
     assert tool["type"] == "function" and tool["function"]["name"] == "act"
-    actions = tool["function"]["parameters"]["properties"]["actions"]
-    assert actions["items"]["enum"] == list(ACTIONS) and actions["maxItems"] == 5
+    assert tool["function"]["parameters"]["required"] == ["action"]
+    assert tool["function"]["parameters"]["properties"]["action"]["enum"] == list(ACTIONS)
 
 
 # -- teacher -----------------------------------------------------------------------------------
@@ -150,7 +142,7 @@ def test_teacher_earns_achievements_with_valid_calls_on_fixed_seeds() -> None:
             game.step(decision.actions)
             state, turn = game.state, turn + 1
         assert len(game.achievements) >= 2, (seed, game.achievements)
-        assert {"collect_wood", "place_table"} <= set(game.achievements), (seed, game.achievements)
+        assert "collect_wood" in game.achievements, (seed, game.achievements)
 
 
 # -- model policy ------------------------------------------------------------------------------
@@ -171,23 +163,25 @@ class _CannedModel(ModelPolicy):
 
 
 def test_model_replies_are_parsed_and_bad_ones_become_invalid_noops(game0: CrafterGame) -> None:
-    good = '<tool_call>{"name": "act", "arguments": {"actions": ["move_up", "do"]}}</tool_call>'
+    good = '<tool_call>{"name": "act", "arguments": {"action": "move_up"}}</tool_call>'
     agent = _CannedModel([
-        good, "I will move left.", '<tool_call>{"name": "act", "arguments": {"actions": ["jump"]}}</tool_call>',
+        good, "I will move left.", '<tool_call>{"name": "act", "arguments": {"action": "jump"}}</tool_call>',
         "<tool_call>{broken</tool_call>",
     ]).start_episode(0)
     decisions = [agent.decide([], game0.state) for _ in range(4)]
     assert [d.valid for d in decisions] == [True, False, False, False]
-    assert decisions[0].actions == [ID["move_up"], ID["do"]]
+    assert decisions[0].actions == [ID["move_up"]]
     assert decisions[0].message["content"] is None
     assert all(d.actions == [ID["noop"]] for d in decisions[1:])
     assert decisions[1].message == {"role": "assistant", "content": "I will move left."}
     assert decisions[1].error == "the reply holds no tool call"
-    assert decisions[2].error.startswith("unknown action(s) 'jump'") and decisions[2].message["tool_calls"]
+    assert decisions[2].error.startswith("unknown action 'jump'") and decisions[2].message["tool_calls"]
     assert "not valid JSON" in decisions[3].error and decisions[3].message["content"] == "<tool_call>{broken</tool_call>"
 
 
 def test_system_prompt_kv_cache_is_reused_and_matches_a_full_forward(tiny_model_dir, game0: CrafterGame) -> None:
+    import copy
+
     import torch
 
     policy = ModelPolicy(tiny_model_dir)
@@ -199,12 +193,33 @@ def test_system_prompt_kv_cache_is_reused_and_matches_a_full_forward(tiny_model_
     text = policy._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     ids = policy._tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
-        cache = policy._prefix_cache(prompt[:1], ids)
-        assert cache is not None, "the system block's tokens should prefix every prompt"
-        n = cache.get_seq_length()
-        cached = policy._lm(input_ids=ids[:, n:], past_key_values=cache).logits[0, -1]
+        prefix_ids, cache = policy._prefix_cache(prompt[:1])
+        n = len(prefix_ids)
+        assert ids[0, :n].tolist() == prefix_ids, "the system block's tokens should prefix every prompt"
+        cached = policy._lm(input_ids=ids[:, n:], past_key_values=copy.deepcopy(cache)).logits[0, -1]
         full = policy._lm(input_ids=ids).logits[0, -1]
     assert torch.allclose(cached, full, atol=1e-4)
+
+
+def test_concurrent_episodes_share_one_batched_generate_with_the_same_replies(tiny_model_dir, game0: CrafterGame) -> None:
+    other = CrafterGame(3)
+    other.reset()
+    other.step([ID["move_up"]] * 3 + [ID["do"]])
+    conversations = [
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": render_observation(state, turn=t, max_turns=30)}]
+        for state, t in ((game0.state, 0), (other.state, 11), (game0.state, 27))
+    ]
+    policy = ModelPolicy(tiny_model_dir, max_new_tokens=6, batch_size=3)
+    singles = [policy.generate_batch([c])[0] for c in conversations]
+    assert policy.generate_batch(conversations) == singles  # padding between system block and observation is masked
+    calls = []
+    policy.generate_batch = lambda batch: calls.append(len(batch)) or [f"r{i}" for i in range(len(batch))]
+    policy._batcher._run = policy.generate_batch
+
+    async def three_at_once() -> list[str]:
+        return await asyncio.gather(*(asyncio.to_thread(policy.generate, c) for c in conversations))
+
+    assert sorted(asyncio.run(three_at_once())) == ["r0", "r1", "r2"] and calls == [3]
 
 
 def test_tiny_random_model_plays_two_invalid_turns_without_crashing(tiny_model_dir) -> None:
@@ -311,12 +326,12 @@ def test_episodes_are_published_as_sessions_turns_and_rewards(broker, topic_fact
         for turn in turns:
             roles = [m.role for m in turn.messages]
             assert roles[:2] == ["system", "user"] and roles[2] == "assistant"
-            assert turn.messages[1].content.startswith(f"Step: ")
+            assert turn.messages[1].content.startswith("Turn ")
             if turn.valid:
                 assert roles == ["system", "user", "assistant", "tool"]
                 assert turn.messages[2].content is None
                 assert turn.messages[3].tool_call_id == turn.messages[2].tool_calls[0].id
-                assert json.loads(turn.messages[2].tool_calls[0].function.arguments)["actions"]
+                assert json.loads(turn.messages[2].tool_calls[0].function.arguments)["action"] in ACTIONS
         assert all(t.valid for t in turns) == (result.policy_name == "teacher")
         (end,) = got["session_end"]
         assert (end.status, end.num_turns) == ("truncated", 3)
@@ -324,4 +339,4 @@ def test_episodes_are_published_as_sessions_turns_and_rewards(broker, topic_fact
         assert outcome.total_reward == pytest.approx(sum(t.reward for t in turns))
         assert outcome.achievements == [a for t in turns for a in t.achievements] == result.achievements
         assert (outcome.objective, outcome.source) == ("reward", "env")
-    assert sum(len(r.achievements) for r in teacher) >= 1
+    assert [r.valid_turns for r in teacher] == [3, 3]
