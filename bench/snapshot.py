@@ -7,8 +7,10 @@ The lake is written through the worker's own code path without Kafka (streams.of
 validation, assembly, RowBatch, the exactly-once LakeWriter); the same sessions go into a
 synth-ai tracing_v3 SQLite database. Sessions: streams.synthetic, 10 turns x 4 messages
 (Crafter-sized), every turn valid so both paths select exactly the same sessions. Filter:
-`--min-reward 1 --splits train`. Both runs are separate processes; peak RSS is their own
-(wait4). Results: bench/results/snapshot-<mode>.json and .md.
+`--min-reward 1 --splits train`. The limit: DuckDB exporting the lake's `messages` to JSON with
+a plain COPY (bench.duckdb_export), start-up included, in the same run. Every path runs in its
+own child process and reports its own peak RSS (VmHWM, see bench.rss). Results:
+bench/results/snapshot-<mode>.json and .md.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from bench.common import REPO, SCRATCH, machine, machine_md, report
 TURNS = 10
 CHUNK = 2500
 FILTER = {"min_reward": 1.0, "splits": ["train"]}
-TARGET_MSGS_S = 1_000_000
-TARGET_RATIO = 50
+TARGET_EXPORT_RATIO = 0.5  # snapshot MB/s over DuckDB's JSON-export MB/s, same run
+TARGET_RATIO = 10  # wall-time speed-up over the SQLite way (full mode); quick: > 1
 TARGET_RSS_MIB = 1.5 * 1024
 MODES = {"quick": 5_000, "full": 100_000}
 
@@ -110,20 +112,32 @@ def run_sqlite(db: Path, out: Path) -> dict[str, Any]:
             "messages_per_s": round(c["messages"] / wall), "jsonl_mib": round(out.stat().st_size / 2**20, 1)}
 
 
+def run_export(lake: Path, out: Path) -> dict[str, Any]:
+    out.unlink(missing_ok=True)
+    wall, rss, stdout = _timed("bench.duckdb_export", ["--lake", str(lake), "--out", str(out)])
+    c = json.loads(stdout.strip().splitlines()[-1])
+    return {"wall_s": round(wall, 2), "peak_rss_mib": round(rss), "messages_written": c["rows"],
+            "messages_per_s": round(c["rows"] / wall), "json_mib": round(c["bytes"] / 2**20, 1),
+            "mib_per_s": round(c["bytes"] / 2**20 / wall, 1)}
+
+
 def markdown(r: dict[str, Any]) -> str:
-    lake, sql = r["lake_snapshot"], r["sqlite_baseline"]
+    lake, sql, exp = r["lake_snapshot"], r["sqlite_baseline"], r["duckdb_json_export"]
     lines = [f"# Snapshot benchmark ({r['mode']} mode)\n", machine_md(r["machine"]),
              f"- data: {r['data']['sessions']:,} sessions, {r['data']['messages']:,} messages ({TURNS} turns x 4); "
              f"lake {r['data']['lake_mib']} MiB (written through streams.offline at "
              f"{r['data']['lake_write_messages_per_s']:,} messages/s), SQLite {r['data']['sqlite_mib']} MiB\n",
              f"- filter: `--min-reward 1 --splits train` (same sessions kept on both paths: "
              f"{lake['sessions_kept']:,} vs {sql['sessions_kept']:,})\n",
-             "| path | wall s | messages written | messages/s | sessions/s | peak RSS MiB | JSONL MiB |",
+             "| path | wall s | messages written | messages/s | MiB/s | peak RSS MiB | output MiB |",
              "|---|---|---|---|---|---|---|"]
-    for name, x in (("lake snapshot (DuckDB)", lake), ("synth-ai SQLite baseline", sql)):
+    for name, x in (("lake snapshot (DuckDB)", lake), ("synth-ai SQLite baseline", sql),
+                    ("limit: DuckDB COPY messages TO json (all messages)", exp)):
+        size = x.get("jsonl_mib", x.get("json_mib"))
         lines.append(f"| {name} | {x['wall_s']} | {x['messages_written']:,} | {x['messages_per_s']:,} | "
-                     f"{round(x['sessions_kept'] / x['wall_s']):,} | {x['peak_rss_mib']} | {x['jsonl_mib']} |")
-    lines += ["", f"Ratios (same run): wall-time speed-up {r['ratios']['speedup_wall']}x; messages/s "
+                     f"{x.get('mib_per_s', round(size / x['wall_s'], 1))} | {x['peak_rss_mib']} | {size} |")
+    lines += ["", f"Ratios (same run): MiB/s vs the DuckDB JSON-export limit {r['ratios']['vs_export_limit']}; "
+              f"wall-time speed-up over SQLite {r['ratios']['speedup_wall']}x; messages/s "
               f"{r['ratios']['messages_per_s']}x (the lake writes a repeated system prompt once per example, "
               "the baseline every turn, so messages/s understates the lake).", "",
               "| target | value | met |", "|---|---|---|"]
@@ -148,15 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     data = build(lake, db, n)
     lake_r = run_lake(lake, work / "snap")
     sql_r = run_sqlite(db, work / "sqlite.jsonl")
-    ratios = {"speedup_wall": round(sql_r["wall_s"] / lake_r["wall_s"], 1),
-              "messages_per_s": round(lake_r["messages_per_s"] / sql_r["messages_per_s"], 1)}
+    exp_r = run_export(lake, work / "export.json")
+    lake_r["mib_per_s"] = round(lake_r["jsonl_mib"] / lake_r["wall_s"], 1)
+    ratios = {"vs_export_limit": round(lake_r["mib_per_s"] / exp_r["mib_per_s"], 2),
+              "speedup_wall": round(sql_r["wall_s"] / lake_r["wall_s"], 2),
+              "messages_per_s": round(lake_r["messages_per_s"] / sql_r["messages_per_s"], 2)}
+    want = TARGET_RATIO if mode == "full" else 1.0
     targets = [
-        {"name": f"lake messages/s >= {TARGET_MSGS_S:,}", "value": lake_r["messages_per_s"], "met": lake_r["messages_per_s"] >= TARGET_MSGS_S},
-        {"name": f"speed-up vs SQLite >= {TARGET_RATIO}x (wall time, same selection)", "value": ratios["speedup_wall"], "met": ratios["speedup_wall"] >= TARGET_RATIO},
+        {"name": f"MiB/s >= {TARGET_EXPORT_RATIO} x the DuckDB JSON-export limit (same run)", "value": ratios["vs_export_limit"], "met": ratios["vs_export_limit"] >= TARGET_EXPORT_RATIO},
+        {"name": f"speed-up vs SQLite {'>= ' + str(want) + 'x' if mode == 'full' else '> 1x (the small case)'} (wall time, same selection)", "value": ratios["speedup_wall"], "met": ratios["speedup_wall"] > want if mode != "full" else ratios["speedup_wall"] >= want},
         {"name": "peak RSS <= 1.5 GiB", "value": f"{lake_r['peak_rss_mib']} MiB", "met": lake_r["peak_rss_mib"] <= TARGET_RSS_MIB},
     ]
     result = {"bench": "snapshot", "mode": mode, "machine": mach, "data": data, "filter": FILTER,
-              "lake_snapshot": lake_r, "sqlite_baseline": sql_r, "ratios": ratios, "targets": targets}
+              "lake_snapshot": lake_r, "sqlite_baseline": sql_r, "duckdb_json_export": exp_r, "ratios": ratios,
+              "targets": targets}
     report("snapshot", mode, result, markdown(result), save=not args.no_save)
     return 0
 

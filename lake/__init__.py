@@ -1,6 +1,7 @@
 """The lake: Delta tables written exactly once, DuckDB views, snapshots and maintenance."""
 
-from lake.duck import Lake, connect, current_versions
+from typing import TYPE_CHECKING, Any
+
 from lake.exceptions import (
     FilterSpecError,
     LakeError,
@@ -12,13 +13,45 @@ from lake.exceptions import (
     ReproductionMismatchError,
     TableVersionError,
 )
-from lake.filters import SnapshotSpec, load_toml
-from lake.maintain import TableMaintenance, maintain
-from lake.snapshot import build_snapshot, load_manifest, plan_snapshot, reproduce_snapshot
-from lake.stats import lake_overview
-from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TABLES, TURNS, table_uri
-from lake.views import VIEWS
-from lake.writer import LakeWriter, app_id_for
+
+# Everything else loads on first use, so `python -m lake snapshot` on a small lake imports only
+# what it runs (no deltalake writer, maintenance or stats code).
+_LAZY = {
+    "Lake": "lake.duck", "connect": "lake.duck", "current_versions": "lake.duck",
+    "SnapshotSpec": "lake.filters", "load_toml": "lake.filters",
+    "TableMaintenance": "lake.maintain", "maintain": "lake.maintain",
+    "consistent_versions": "lake.pins",
+    "build_snapshot": "lake.snapshot", "load_manifest": "lake.snapshot", "plan_snapshot": "lake.snapshot",
+    "reproduce_snapshot": "lake.snapshot",
+    "lake_overview": "lake.stats",
+    **dict.fromkeys(("DEAD_LETTERS", "MESSAGES", "REWARDS", "SCHEMAS", "SESSIONS", "TABLES", "TURNS", "table_uri"),
+                    "lake.tables"),
+    "VIEWS": "lake.views",
+    "LakeWriter": "lake.writer", "app_id_for": "lake.writer",
+}
+
+if TYPE_CHECKING:
+    from lake.duck import Lake, connect, current_versions
+    from lake.filters import SnapshotSpec, load_toml
+    from lake.maintain import TableMaintenance, maintain
+    from lake.pins import consistent_versions
+    from lake.snapshot import build_snapshot, load_manifest, plan_snapshot, reproduce_snapshot
+    from lake.stats import lake_overview
+    from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TABLES, TURNS, table_uri
+    from lake.views import VIEWS
+    from lake.writer import LakeWriter, app_id_for
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lake' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEAD_LETTERS",
@@ -45,6 +78,7 @@ __all__ = [
     "app_id_for",
     "build_snapshot",
     "connect",
+    "consistent_versions",
     "current_versions",
     "lake_overview",
     "load_manifest",

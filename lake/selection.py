@@ -11,7 +11,6 @@ import hashlib
 import math
 from typing import Any
 
-import pyarrow as pa
 
 from lake.duck import Lake, check_read_only
 from lake.exceptions import FilterSpecError, QueryError
@@ -148,29 +147,36 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
         {limit}
     """)
 
-    keys = q("SELECT sess_ord, task_id, session_id FROM _snap_ordered ORDER BY sess_ord").arrow()
-    keys = keys.read_all() if hasattr(keys, "read_all") else keys
-    task_ids = keys.column("task_id").to_pylist()
-    session_ids = keys.column("session_id").to_pylist()
-    if spec.val_fraction > 0:
-        split_keys = [f"task:{t}" if t is not None else f"session:{s}" for t, s in zip(task_ids, session_ids)]
-        where = {k: (val_key_fraction(spec.split_seed, k), k) for k in set(split_keys)}
-        in_val = {k: f < spec.val_fraction for k, (f, _) in where.items()}
-        # With two tasks or more, neither side comes out empty: the task nearest the cut moves.
-        if len(in_val) >= 2 and not any(in_val.values()):
-            in_val[min(where, key=where.__getitem__)] = True
-        elif len(in_val) >= 2 and all(in_val.values()):
-            in_val[max(where, key=where.__getitem__)] = False
-        flags = [in_val[k] for k in split_keys]
-    else:
-        flags = [False] * len(session_ids)
-    split_tbl = pa.table({"sess_ord": keys.column("sess_ord"), "is_val": pa.array(flags, pa.bool_())})
-    lake.con.register("_snap_split_arrow", split_tbl)
-    q("""
+    # The train/val split in SQL, the same as val_key_fraction per key (sha256 of "seed:key", its
+    # first 8 bytes over 2**64); with two keys or more neither side comes out empty: the key
+    # nearest the cut moves. In SQL because handing DuckDB Python values imports pandas (0.5 s).
+    vf = float(spec.val_fraction)
+    q(f"""
         CREATE OR REPLACE TABLE _snap_kept AS
-        SELECT o.*, sp.is_val FROM _snap_ordered o JOIN _snap_split_arrow sp USING (sess_ord)
+        WITH k AS (
+            SELECT o.*, CASE WHEN task_id IS NOT NULL THEN 'task:' || task_id
+                             ELSE 'session:' || session_id END AS _split_key
+            FROM _snap_ordered o
+        ),
+        f AS (
+            SELECT _split_key, ('0x' || substr(sha256({lit(str(int(spec.split_seed)) + ":")} || _split_key), 1, 16))
+                               ::UBIGINT::DOUBLE / 18446744073709551616.0 AS frac
+            FROM (SELECT DISTINCT _split_key FROM k)
+        ),
+        v AS (
+            SELECT _split_key, frac < {vf!r} AS in_val, count(*) OVER () AS n_keys,
+                   count(*) FILTER (WHERE frac < {vf!r}) OVER () AS n_val,
+                   row_number() OVER (ORDER BY frac, _split_key) AS lowest,
+                   row_number() OVER (ORDER BY frac DESC, _split_key DESC) AS highest
+            FROM f
+        )
+        SELECT k.* EXCLUDE (_split_key),
+               CASE WHEN {vf!r} <= 0 THEN false
+                    WHEN n_keys >= 2 AND n_val = 0 AND lowest = 1 THEN true
+                    WHEN n_keys >= 2 AND n_val = n_keys AND highest = 1 THEN false
+                    ELSE in_val END AS is_val
+        FROM k JOIN v USING (_split_key)
     """)
-    lake.con.unregister("_snap_split_arrow")
 
     if spec.granularity == "turn" and spec.format != "preference":
         window = "0" if spec.context_turns is None else f"greatest(a.turn - {int(spec.context_turns)}, 0)"

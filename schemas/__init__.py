@@ -1,25 +1,54 @@
 """Wire format v1 of the rollout lake: event models, parsing and JSON Schema."""
 
-from schemas.events import (
-    EVENT_TYPES,
-    MAX_EVENT_BYTES,
-    SCHEMA_VERSION,
-    SESSION_STATUSES,
-    ChatMessage,
-    Judgment,
-    OutcomeReward,
-    RolloutEvent,
-    SessionEnd,
-    SessionStart,
-    ToolCall,
-    ToolFunction,
-    Turn,
-    encode_event,
-    format_validation_error,
-    parse_event,
-)
+from typing import TYPE_CHECKING, Any
+
 from schemas.exceptions import EventTooLargeError, EventValidationError, RolloutLakeError
-from schemas.jsonschema import json_schemas, write_json_schemas
+
+# pydantic models load on first use: `lake` only needs the exceptions, and a small snapshot
+# should not pay for building the event models (a quarter of a second).
+_LAZY = {
+    **dict.fromkeys(
+        ("EVENT_TYPES", "MAX_EVENT_BYTES", "SCHEMA_VERSION", "SESSION_STATUSES", "ChatMessage", "Judgment",
+         "OutcomeReward", "RolloutEvent", "SessionEnd", "SessionStart", "ToolCall", "ToolFunction", "Turn",
+         "encode_event", "format_validation_error", "parse_event"),
+        "schemas.events",
+    ),
+    "json_schemas": "schemas.jsonschema",
+    "write_json_schemas": "schemas.jsonschema",
+}
+
+if TYPE_CHECKING:
+    from schemas.events import (
+        EVENT_TYPES,
+        MAX_EVENT_BYTES,
+        SCHEMA_VERSION,
+        SESSION_STATUSES,
+        ChatMessage,
+        Judgment,
+        OutcomeReward,
+        RolloutEvent,
+        SessionEnd,
+        SessionStart,
+        ToolCall,
+        ToolFunction,
+        Turn,
+        encode_event,
+        format_validation_error,
+        parse_event,
+    )
+    from schemas.jsonschema import json_schemas, write_json_schemas
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'schemas' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EVENT_TYPES",

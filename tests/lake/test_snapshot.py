@@ -289,5 +289,5 @@ def test_refuses_non_empty_out_without_force(varied, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert main(["snapshot", "--lake", varied, "--out", str(out), "--force", "--no-progress"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "stats.json", "train.jsonl",
-                                                     "val.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "manifest.json", "notes.txt", "stats.json",
+                                                     "train.jsonl", "val.jsonl"]
