@@ -107,10 +107,14 @@ class PartitionGuard:
             raise LogResetError(f"could not read the lake's offsets: {exc!r}; restart the worker") from exc
         for key, offset in loaded.items():
             self._committed[key] = max(self._committed.get(key, -1), offset)
+        log.info(
+            "assigned %s; lake holds rows up to offsets %s, whole batches up to %s", tps,
+            {f"{t}/{p}": max(loaded[(name, (t, p))] for name in APPENDED) for t, p in tps},
+            {f"{t}/{p}": loaded[(SESSIONS, (t, p))] for t, p in tps},
+        )
         for tp in tps:
             held = max(loaded[(t, tp)] for t in APPENDED)
             merged = loaded[(SESSIONS, tp)]
-            log.info("assigned %s/%d: lake holds rows up to offset %d, sessions up to %d", *tp, held, merged)
             # Whole batches end with the sessions MERGE; a crash before it is read again from the log.
             # An empty lake starts at the log's start too: Kafka's committed offset is only a hint.
             self._next[tp] = min(held, merged) + 1 if merged >= 0 else 0

@@ -151,12 +151,13 @@ class LakeSessions:
         if not session_ids:
             return {}
         ids = sorted(set(session_ids))
-        rows = {r["session_id"]: r for r in self._rows(SESSIONS, _SESSION_COLUMNS, ids)}
         # A session the lake knows has a sessions row: each batch ends with their MERGE, and a
         # crash before it is replayed from the log (which rebuilds the state from the turns again).
-        known = sorted(rows)
+        # Most ids of a batch are new sessions: one pass over the id column says so cheaply.
+        known = sorted(r["session_id"] for r in self._rows(SESSIONS, ["session_id"], ids))
         if not known:
             return {}
+        rows = {r["session_id"]: r for r in self._rows(SESSIONS, _SESSION_COLUMNS, known)}
         turns: dict[str, list[dict[str, Any]]] = {sid: [] for sid in known}
         for t in self._rows(TURNS, _TURN_COLUMNS, known):
             turns[t["session_id"]].append(t)
