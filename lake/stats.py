@@ -33,12 +33,12 @@ def lake_overview(lake: Lake, *, top: int = 20) -> dict[str, Any]:
     """).fetchone()
     out["reward"] = dict(zip(("count", "min", "p25", "median", "p75", "max", "mean", "missing"), r))
     out["reward_histogram"] = [
-        {"bin": float(b), "count": int(n)}
-        for b, n in q("""
+        {"bin": float(b), "width": float(w), "count": int(n)}
+        for b, w, n in q("""
             WITH s AS (SELECT total_reward AS r FROM sessions WHERE total_reward IS NOT NULL),
                  w AS (SELECT min(r) AS lo, greatest((max(r) - min(r)) / 20, 1e-9) AS width FROM s)
-            SELECT lo + width * least(floor((r - lo) / width), 19) AS bin, count(*)
-            FROM s, w GROUP BY ALL ORDER BY 1
+            SELECT lo + width * least(floor((r - lo) / width), 19) AS bin, any_value(width), count(*)
+            FROM s, w GROUP BY bin ORDER BY 1
         """).fetchall()
     ]
     out["achievements_count"] = pairs(
@@ -96,6 +96,27 @@ def print_overview(overview: dict[str, Any], *, console: Any = None) -> None:
     counts("dead letters by error", overview["dead_letter_errors"], "error")
 
 
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
+
+
+def _save(fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def write_plots(overview: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """PNG bar charts of the overview; returns the files written."""
     import matplotlib
@@ -106,26 +127,32 @@ def write_plots(overview: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    charts = {
-        "sessions_by_status.png": ("sessions by status", overview["sessions_by_status"]),
-        "sessions_by_env.png": ("sessions by env", overview["sessions_by_env"]),
-        "sessions_by_model.png": ("sessions by model", overview["sessions_by_model"]),
-        "achievements_count.png": ("achievements per session", overview["achievements_count"]),
-        "top_achievements.png": ("top achievements", overview["achievements"]),
-        "messages_by_role.png": ("messages by role", overview["messages_by_role"]),
-        "reward_histogram.png": (
-            "total_reward histogram",
-            {f"{h['bin']:g}": h["count"] for h in overview["reward_histogram"]},
-        ),
+    charts = {  # file: (title, x axis, y axis, {x: count})
+        "sessions_by_status.png": ("sessions by status", "status", "sessions", overview["sessions_by_status"]),
+        "sessions_by_env.png": ("sessions by env", "env_name", "sessions", overview["sessions_by_env"]),
+        "sessions_by_model.png": ("sessions by model", "model", "sessions", overview["sessions_by_model"]),
+        "achievements_count.png": ("achievements per session", "achievements unlocked", "sessions",
+                                   overview["achievements_count"]),
+        "top_achievements.png": ("top achievements", "achievement", "sessions", overview["achievements"]),
+        "messages_by_role.png": ("messages by role", "role", "messages", overview["messages_by_role"]),
     }
-    for name, (title, data) in charts.items():
+    for name, (title, xlabel, ylabel, data) in charts.items():
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.bar(list(data.keys()), list(data.values()))
-        ax.set_title(title)
-        ax.tick_params(axis="x", labelrotation=45)
-        fig.tight_layout()
-        path = out / name
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
+        keys = list(data.keys())
+        if keys and all(_is_number(k) for k in keys):  # counts of a number: a numeric axis, gaps included
+            ax.bar([float(k) for k in keys], list(data.values()), width=0.8)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        else:
+            ax.bar([str(k) for k in keys], list(data.values()))
+            ax.tick_params(axis="x", labelrotation=45)
+        written.append(_save(fig, ax, out / name, title, xlabel, ylabel))
+    # The histogram's bars sit on a real reward axis: a bar spans its bin, empty bins stay empty.
+    hist = overview["reward_histogram"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if hist:
+        single = hist[-1]["bin"] == hist[0]["bin"]
+        ax.bar([h["bin"] for h in hist], [h["count"] for h in hist], align="center" if single else "edge",
+               width=0.8 if single else [h["width"] for h in hist], edgecolor="white")
+    written.append(_save(fig, ax, out / "reward_histogram.png", "total_reward histogram",
+                         "total_reward (objective 'reward')", "sessions"))
     return written
