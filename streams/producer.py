@@ -37,6 +37,19 @@ CLIENT_OPTIONS = frozenset({
 _no_idempotence: set[str] = set()
 
 
+class _InitProducerIdRefusal(logging.Filter):
+    """aiokafka logs a refused InitProducerId as an ERROR before we can fall back; it is expected
+    on brokers without idempotence (the embedded one), so it becomes DEBUG and we say it clearly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Unexpected error during InitProducerIdRequest"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+logging.getLogger("aiokafka.producer.sender").addFilter(_InitProducerIdRefusal())
+
+
 class PublisherSettings(KafkaSettings):
     """Producer settings from the environment (KAFKA_*, ROLLOUT_TOPIC, plus the ones below)."""
 
@@ -185,8 +198,9 @@ class RolloutPublisher:
                     # Brokers without InitProducerId (Tansu, old Kafka, no IdempotentWrite ACL).
                     idempotent = False
                     _no_idempotence.add(self.bootstrap_servers)
-                    log.warning("broker at %s refused an idempotent producer (%r); using acks=all "
-                            "without idempotence (the worker drops duplicates by event_id)", self.bootstrap_servers, exc)
+                    log.info("broker at %s does not offer idempotent producers (InitProducerId: %s); publishing "
+                             "with acks=all and retries instead, the worker drops any duplicate by event_id",
+                             self.bootstrap_servers, type(exc).__name__)
                     continue
                 if not exc.retriable:
                     raise PublishError(f"broker at {self.bootstrap_servers} refused the producer: {exc!r}") from exc

@@ -359,3 +359,27 @@ def test_spool_survives_a_torn_line_and_compacts(tmp_path, monkeypatch):
     again.ack(["e1", "e2"])  # all confirmed and over the size: rewritten empty
     assert path.read_text() == ""
     again.close()
+
+
+def test_a_broker_without_idempotence_is_one_clear_info_line_not_an_error(broker, topic_factory, caplog, monkeypatch):
+    import logging
+
+    import streams.producer as producer_module
+
+    topic = topic_factory(partitions=1)
+    monkeypatch.setattr(producer_module, "_no_idempotence", set())  # as in a fresh process
+    caplog.set_level(logging.DEBUG)
+
+    async def run() -> None:
+        async with RolloutPublisher(broker.bootstrap_servers, topic) as pub:
+            assert pub.idempotent is False
+
+    asyncio.run(run())
+
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    ours = [r.getMessage() for r in caplog.records if r.name == "streams.producer" and r.levelno == logging.INFO]
+    assert ours == [f"broker at {broker.bootstrap_servers} does not offer idempotent producers (InitProducerId: "
+                    f"{ours[0].split('InitProducerId: ')[1].split(')')[0]}); publishing with acks=all and retries "
+                    "instead, the worker drops any duplicate by event_id"]
+    refused = [r for r in caplog.records if r.getMessage().startswith("Unexpected error during InitProducerIdRequest")]
+    assert refused and all(r.levelno == logging.DEBUG for r in refused)
