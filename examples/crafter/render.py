@@ -77,6 +77,9 @@ def render_outcome(outcome: StepOutcome, state: GameState) -> str:
     return " ".join(parts)
 
 
-_TABLE_WOOD = constants.place["table"]["uses"]["wood"]
-
-SYSTEM_PROMPT = f"""You are playing Crafter. Each turn, call `act` with one action. Walk to trees, water and cows, face them and `do` to collect wood, drink and food. With {_TABLE_WOOD} wood, place_table; next to it, make_wood_pickaxe. Sleep when energy is low."""
+# Short on purpose: it is in every training example and every prompt. The tool spec (appended by
+# the trainer and the model player) lists the actions; the observation says what is where.
+SYSTEM_PROMPT = (
+    "You are playing Crafter. Each turn, call `act` with one action. Walk to trees, water and cows, "
+    f"face them and `do` to collect. place_table needs {constants.place['table']['uses']['wood']} wood."
+)

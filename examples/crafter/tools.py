@@ -29,7 +29,6 @@ ACT_TOOL: dict[str, Any] = {
             "type": "object",
             "properties": {"action": {"type": "string", "enum": list(ACTIONS)}},
             "required": ["action"],
-            "additionalProperties": False,
         },
     },
 }
