@@ -26,22 +26,57 @@ __all__ = ["main"]
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Defaults per device: (CPU, CUDA). A flag given on the command line always wins.
+PROFILES: dict[str, tuple[Any, Any]] = {
+    "episodes": (12, 96),
+    "max_turns": (20, 30),
+    "train_steps": (16, 300),
+    "batch_size": (4, 16),
+    "learning_rate": (3e-4, 1e-4),
+    "eval_episodes": (4, 16),
+    "eval_max_turns": (12, 30),
+    "threads": (1, 0),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m examples.demo", description=__doc__.splitlines()[0],
+        epilog="Defaults shown as CPU/CUDA: the larger set is picked when a CUDA device is present.",
+    )
+
+    def knob(flag: str, kind: type, text: str) -> None:
+        cpu, gpu = PROFILES[flag.lstrip("-").replace("-", "_")]
+        p.add_argument(flag, type=kind, default=None, help=f"{text} (default {cpu} / {gpu})")
+
     p.add_argument("--out", default="demo-out", help="working folder: lake, snapshot, model, report (default demo-out)")
-    p.add_argument("--episodes", type=int, default=24, help="teacher episodes (training data)")
-    p.add_argument("--max-turns", type=int, default=12, help="agent turns per teacher episode")
-    p.add_argument("--concurrency", type=int, default=4, help="episodes played at once")
-    p.add_argument("--min-achievements", type=int, default=2, help="snapshot filter: sessions with at least N achievements")
-    p.add_argument("--train-steps", type=int, default=16, help="optimizer steps of the fine-tune (CPU trains ~50-90 tokens/s; raise it on a GPU)")
-    p.add_argument("--learning-rate", type=float, default=5e-4, help="fine-tune learning rate (higher than the agent-SFT default: few steps)")
-    p.add_argument("--eval-episodes", type=int, default=2, help="held-out episodes per model")
-    p.add_argument("--eval-max-turns", type=int, default=4, help="agent turns per evaluation episode")
-    p.add_argument("--batch-size", type=int, default=2, help="examples per optimizer step (no accumulation: a short CPU run)")
+    knob("--episodes", int, "teacher episodes (training data)")
+    knob("--max-turns", int, "agent turns (one action each) per teacher episode")
+    p.add_argument("--concurrency", type=int, default=4, help="episodes played at once; model players batch their replies")
+    p.add_argument("--min-achievements", type=int, default=1, help="snapshot filter: sessions with at least N achievements")
+    knob("--train-steps", int, "optimizer steps of the fine-tune")
+    knob("--learning-rate", float, "fine-tune learning rate (full fine-tune, linear decay)")
+    knob("--batch-size", int, "examples (turns) per optimizer step")
+    knob("--eval-episodes", int, "held-out episodes per model (seeds 1000 and up, never in the lake before)")
+    knob("--eval-max-turns", int, "agent turns per evaluation episode")
+    knob("--threads", int, "torch CPU threads for training and generation, 0 = torch's choice "
+         "(1 is the default on CPU: on a shared 2-core machine a second thread waits on a busy core)")
+    p.add_argument("--cpu", action="store_true", help="use the CPU profile even when a CUDA device is present")
     p.add_argument("--model", default=None, help="base model (default: the bundled SmolLM2-135M-Instruct GGUF)")
     p.add_argument("--keep", action="store_true", help="reuse --out instead of starting from an empty folder")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
+
+
+def resolve_profile(args: argparse.Namespace, *, cuda: bool) -> argparse.Namespace:
+    """Fill every knob left unset with the CPU or CUDA default; returns a new namespace."""
+    resolved = argparse.Namespace(**vars(args))
+    gpu = cuda and not args.cpu
+    for name, pair in PROFILES.items():
+        if getattr(resolved, name) is None:
+            setattr(resolved, name, pair[1] if gpu else pair[0])
+    resolved.profile = "cuda" if gpu else "cpu"
+    return resolved
 
 
 class Services:
@@ -118,12 +153,24 @@ def _step(console: Any, title: str) -> None:
     console.rule(f"[bold]{title}")
 
 
+def _set_threads(n: int) -> dict[str, str]:
+    """Torch threads for this process, and the environment that gives a child process the same."""
+    if n <= 0:
+        return {}
+    import torch
+
+    torch.set_num_threads(n)
+    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
-    from rich.table import Table
 
     from examples.crafter.taskapp import run_episodes
+    from examples.report import comparison_rows, print_comparison, write_report
 
+    args = resolve_profile(args, cuda=torch.cuda.is_available())
     console = Console()
     out = Path(args.out).resolve()
     if out.exists() and not args.keep:
@@ -133,16 +180,24 @@ def run(args: argparse.Namespace) -> int:
     lake, snapshot, model_dir, report = out / "lake", out / "snapshot", out / "model", out / "report"
     tag = uuid.uuid4().hex[:6]
     teacher_run, base_run, tuned_run = f"teacher-{tag}", f"eval-base-{tag}", f"eval-sft-{tag}"
+    thread_env = _set_threads(args.threads)
     timings: dict[str, float] = {}
     services = Services(out)
     t_all = time.monotonic()
+    console.print(
+        f"profile {args.profile}: {args.episodes} teacher episodes x {args.max_turns} turns, {args.train_steps} steps "
+        f"x {args.batch_size} examples at lr {args.learning_rate}, {args.eval_episodes} held-out episodes x "
+        f"{args.eval_max_turns} turns per model, threads {args.threads or 'auto'}"
+    )
     try:
         _step(console, "1/6 broker + ingestion worker")
+        t0 = time.monotonic()
         services.start(lake)
         console.print(f"broker on {services.broker.bootstrap_servers}, worker pid {services.worker.pid}, lake {lake}")
+        timings["services_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
 
         _step(console, f"2/6 {args.episodes} teacher episodes on Crafter, published live")
-        t0 = time.monotonic()
         teacher = run_episodes(
             list(range(args.episodes)), policy="teacher", max_turns=args.max_turns,
             concurrency=args.concurrency, split="train", run_id=teacher_run, on_result=lambda r: console.print(r.line()),
@@ -154,79 +209,66 @@ def run(args: argparse.Namespace) -> int:
         _step(console, "3/6 python -m lake stats")
         from lake.cli import main as lake_main
 
+        t0 = time.monotonic()
         lake_main(["stats", "--lake", str(lake), "--plots", str(report / "plots")])
 
-        _step(console, f"4/6 snapshot: >= {args.min_achievements} achievements, train/val split by task")
+        _step(console, f"4/6 snapshot: teacher turns of sessions with >= {args.min_achievements} achievements")
         code = lake_main([
             "snapshot", "--lake", str(lake), "--out", str(snapshot), "--force", "--no-progress",
             "--run-ids", teacher_run, "--min-achievements", str(args.min_achievements),
-            "--granularity", "turn", "--context-turns", "0", "--val-fraction", "0.2",
+            "--granularity", "turn", "--context-turns", "0", "--val-fraction", "0",
         ])
         if code:
             raise RuntimeError("the snapshot failed; see the message above")
         shutil.copy(snapshot / "manifest.json", report / "snapshot_manifest.json")
+        timings["stats_snapshot_s"] = time.monotonic() - t0
 
-        _step(console, f"5/6 fine-tune ({args.train_steps} steps) with TRL")
+        _step(console, f"5/6 fine-tune ({args.train_steps} steps x {args.batch_size} turns) with TRL")
         t0 = time.monotonic()
         cmd = [
             sys.executable, "-m", "trainer", "--snapshot", str(snapshot), "--output", str(model_dir), "--overwrite",
             "--max_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
             "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
-            "--logging_steps", "4", "--max_length", "1024",
+            "--warmup_steps", "0.1", "--lr_scheduler_type", "linear",
+            "--logging_steps", "1", "--max_length", "768", "--disable_tqdm", "true",
         ]
         if args.model:
             cmd += ["--model", args.model]
-        subprocess.run(cmd, cwd=REPO, check=True)
+        subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, **thread_env})
         timings["train_s"] = time.monotonic() - t0
         for name in ("training_summary.json", "loss_curve.png"):
             if (model_dir / name).exists():
                 shutil.copy(model_dir / name, report / name)
 
-        _step(console, f"6/6 base vs fine-tuned as Crafter players ({args.eval_episodes} held-out seeds each)")
         held_out = list(range(1000, 1000 + args.eval_episodes))
+        _step(console, f"6/6 base vs fine-tuned as Crafter players (held-out seeds {held_out[0]}-{held_out[-1]})")
         t0 = time.monotonic()
-        results = {}
         for label, run_id, model in (("base", base_run, args.model), ("fine-tuned", tuned_run, str(model_dir))):
-            results[label] = run_episodes(
-                held_out, policy="model", model=model, max_turns=args.eval_max_turns, concurrency=1,
-                split="eval", run_id=run_id, max_new_tokens=64, on_result=lambda r: console.print(r.line()),
+            run_episodes(
+                held_out, policy="model", model=model, max_turns=args.eval_max_turns, concurrency=args.concurrency,
+                split="eval", run_id=run_id, max_new_tokens=40, on_result=lambda r: console.print(r.line()),
             )
             _wait_for_sessions(lake, run_id, len(held_out), services)
         timings["eval_s"] = time.monotonic() - t0
 
-        from lake.compare import compare_runs
-        from lake.duck import connect
-
-        with connect(str(lake)) as con:
-            rows = compare_runs(con, by=("run_id", "policy_name", "model"), where=f"run_id IN ('{teacher_run}', '{base_run}', '{tuned_run}')")
         names = {teacher_run: "teacher", base_run: "base", tuned_run: "fine-tuned"}
-        table = Table(title="Crafter players, computed from the lake")
-        for col in ("player", "sessions", "valid tool-call rate", "achievements (mean ± 95% CI)", "reward (mean ± 95% CI)"):
-            table.add_column(col)
-        order = [teacher_run, base_run, tuned_run]
-        rows.sort(key=lambda r: order.index(r["run_id"]))
-        for r in rows:
-            table.add_row(
-                names[r["run_id"]], str(r["sessions"]), f"{(r['valid_tool_call_rate'] or 0):.2f}",
-                f"{r['achievements_mean'] or 0:.2f} ± {r['achievements_ci95'] or 0:.2f}",
-                f"{r['reward_mean'] or 0:.2f} ± {r['reward_ci95'] or 0:.2f}",
-            )
-        console.print(table)
+        lake_main(["compare", "--lake", str(lake), "--by", "run_id,policy_name,model",
+                   "--where", f"run_id IN ('{teacher_run}', '{base_run}', '{tuned_run}')"])
+        runs = comparison_rows(str(lake), names)
+        print_comparison(console, runs)
         timings["total_s"] = time.monotonic() - t_all
         comparison = {
-            "runs": {names[r["run_id"]]: {k: v for k, v in r.items()} for r in rows},
+            "runs": runs,
             "timings": timings,
+            "profile": args.profile,
+            "settings": {k: getattr(args, k) for k in (*PROFILES, "concurrency", "min_achievements")},
+            "held_out_seeds": held_out,
             "snapshot": str(snapshot),
             "model": str(model_dir),
         }
         (report / "comparison.json").write_text(json.dumps(comparison, indent=2, default=str) + "\n")
-        base_rate = comparison["runs"].get("base", {}).get("valid_tool_call_rate") or 0.0
-        tuned_rate = comparison["runs"].get("fine-tuned", {}).get("valid_tool_call_rate") or 0.0
-        verdict = "higher" if tuned_rate > base_rate else "NOT higher"
-        console.print(
-            f"fine-tuned valid tool-call rate {tuned_rate:.2f} vs base {base_rate:.2f}: {verdict}. "
-            f"Report: {report}  (total {timings['total_s'] / 60:.1f} min)"
-        )
+        verdict = write_report(report, comparison, lake=str(lake))
+        console.print(f"{verdict}\nReport: {report}  (total {timings['total_s'] / 60:.1f} min)")
         return 0
     finally:
         services.stop()
