@@ -60,7 +60,10 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
         CREATE OR REPLACE TABLE _snap_turn_msgs AS
         SELECT session_id, turn, count(*) AS n,
                min(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS first_pos,
-               max(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS last_pos
+               max(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS last_pos,
+               min(turn * {POS_SCALE} + idx_in_turn) AS min_pos,
+               min(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role NOT IN ('system', 'developer'))
+                   AS min_pos_nonsys
         FROM raw_messages GROUP BY session_id, turn
     """)
 

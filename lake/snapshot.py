@@ -114,13 +114,30 @@ def _rows_sql(spec: SnapshotSpec) -> tuple[str, str, str]:
 
 
 def first_rows_sql(spec: SnapshotSpec) -> str:
-    """The first message position of every example (where its line starts)."""
-    rows, _, _ = _rows_sql(spec)
-    return f"""
-        CREATE OR REPLACE TABLE _snap_first AS
-        {rows.replace("{cols}", "m.role")}
-        SELECT ex_ord, min(pos) AS first_pos FROM rows GROUP BY ex_ord
+    """The first message position of every example (where its line starts), from small tables.
+
+    The same as min(pos) over the example's rows (see _rows_sql), without a pass over messages:
+    the window's first message is always kept (a system message there has no earlier copy inside
+    the window), or its first non-system one without system messages; a system message carried
+    from before the window comes first when there is one.
     """
+    col = "min_pos" if spec.include_system else "min_pos_nonsys"
+    first = f"""
+        SELECT e.ex_ord, t.{col} AS window_first FROM _snap_examples e
+        ASOF JOIN (SELECT session_id, turn, {col} FROM _snap_turn_msgs WHERE {col} IS NOT NULL) t
+            ON e.session_id = t.session_id AND t.turn >= e.win_start
+    """
+    if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
+        return f"""
+            CREATE OR REPLACE TABLE _snap_first AS
+            WITH w AS ({first}),
+            c AS (SELECT e.ex_ord, c.pos AS carry_pos FROM _snap_examples e
+                  ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
+                  WHERE c.turn < e.win_start)
+            SELECT w.ex_ord, coalesce(c.carry_pos, w.window_first) AS first_pos
+            FROM w LEFT JOIN c ON c.ex_ord = w.ex_ord
+        """
+    return f"CREATE OR REPLACE TABLE _snap_first AS SELECT ex_ord, window_first AS first_pos FROM ({first})"
 
 
 def stream_sql(spec: SnapshotSpec) -> str:
