@@ -110,7 +110,7 @@ class _Event(_Strict):
     @classmethod
     def _ts_in_utc_range(cls, value: datetime | None) -> datetime | None:
         # "0001-01-01T00:00:00+14:00" is valid ISO 8601 but falls before year 1 in UTC.
-        if value is not None:
+        if value is not None and value.year in (1, 9999):  # only the calendar's edges can overflow
             try:
                 value.astimezone(timezone.utc)
             except OverflowError:

@@ -8,6 +8,8 @@ from pathlib import Path
 import faust
 
 from streams.settings import WorkerSettings
+from streams.worker.transport import SCHEME as TRANSPORT_SCHEME
+from streams.worker.transport import register as register_transport
 
 __all__ = ["app", "settings"]
 
@@ -35,9 +37,14 @@ def _credentials(s: WorkerSettings) -> object | None:
     return None
 
 
+register_transport()
+_servers = [server.strip() for server in settings.kafka_bootstrap_servers.split(",")]
+_consumer_scheme = TRANSPORT_SCHEME if settings.fast_delivery else "kafka"
+
 app = faust.App(
     settings.worker_group,
-    broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+    broker=[f"kafka://{server}" for server in _servers],
+    broker_consumer=[f"{_consumer_scheme}://{server}" for server in _servers],
     broker_credentials=_credentials(settings),
     # No Faust tables: the lake is the only truth, so nothing durable lives in the data dir.
     datadir=settings.worker_datadir or str(Path(tempfile.gettempdir()) / f"rollout-lake-worker-{settings.worker_group}"),
@@ -52,7 +59,7 @@ app = faust.App(
     broker_session_timeout=settings.broker_session_timeout_s,
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     broker_rebalance_timeout=settings.broker_session_timeout_s,
-    table_standby_replicas=0,
+    stream_buffer_maxsize=settings.stream_buffer_maxsize,
     web_enabled=settings.web_enabled,
     web_port=settings.web_port,
 )

@@ -73,6 +73,11 @@ class WorkerSettings(KafkaSettings):
     # Records taken from Faust per call of the batch agent, and how long to wait to fill it.
     take_max_records: int = Field(default=2_000, ge=1)
     take_within_s: float = Field(default=0.05, gt=0)
+    # Records Faust may prefetch per partition before it pauses the fetcher (Faust's default, 4096,
+    # starves a bulk agent).
+    stream_buffer_maxsize: int = Field(default=32_768, ge=1)
+    # Hand records to the agent without Faust's per-record wait_first (streams/worker/transport.py).
+    fast_delivery: bool = True
     # A finalized session leaves memory this long after its row is committed; a later event
     # for it is resolved against the lake.
     evict_after_s: float = Field(default=10.0, ge=0)
