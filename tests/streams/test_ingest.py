@@ -112,3 +112,32 @@ def test_a_hole_in_delivery_is_read_again_before_the_records_after_it(tmp_path):
     assert sought == [3]
     counts = lake_counts(lake)
     assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)
+
+
+def test_retention_past_the_lakes_last_offset_is_not_a_reset(tmp_path):
+    """Real Kafka may delete what the lake already holds: the worker reads on from the log start."""
+    lake = str(tmp_path / "lake")
+    first = [e for s in make_sessions(2, 3, seed=3) for e in s.events]
+    write_events(lake, first, topic="t")  # offsets 0..len(first)-1 in the lake
+    later = [e for s in make_sessions(2, 3, seed=4, run_id="later") for e in s.events]
+    start = len(first) + 20  # retention deleted everything up to here; nothing was lost to the lake
+
+    class RetainedLog:
+        async def first_offset_at(self, tp, offset):
+            return max(offset, start) if offset < start + len(later) else None
+
+        async def seek(self, tp, offset):
+            raise AssertionError(f"no hole to read again, yet asked to seek to {offset}")
+
+    async def run() -> Ingestor:
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), partition_log=RetainedLog())
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        for i, e in enumerate(later):
+            await ingestor.handle(e["session_id"].encode(), json.dumps(e).encode(), "t", 0, start + i, 1.0e9)
+        await ingestor.stop()
+        return ingestor
+
+    ingestor = asyncio.run(run())
+    assert ingestor.counters["rewinds"] == 0
+    assert lake_counts(lake)["turns"] == 12 and lake_counts(lake)["sessions"] == 4
