@@ -20,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from trainer.config import detect_device, parse_train_args
+        from trainer.config import detect_device, parse_train_args, set_cpu_threads
         from trainer.train import run_training
 
         device = detect_device()
+        set_cpu_threads(device)
         opts, sft, model_args = parse_train_args(args, device=device)
         summary = run_training(opts, sft, model_args, device=device)
     except RolloutLakeError as exc:

@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         source = resolve_model(opts.model)
         tokenizer = load_tokenizer(source)
         cuda = torch.cuda.is_available()
+        if not cuda:
+            from trainer.config import detect_device, set_cpu_threads
+
+            set_cpu_threads(detect_device())
         dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
         model = load_model(source, dtype=dtype)
         align_eos_token(tokenizer, model)

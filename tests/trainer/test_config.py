@@ -46,3 +46,14 @@ def test_unknown_config_keys_are_named(tmp_path):
 
     with pytest.raises(TrainerConfigError, match=r"unknown settings \['learning_rat'\]"):
         parse_train_args(["--config", str(config)], device=CPU)
+
+
+def test_cpu_threads_drop_to_one_only_when_the_cores_are_busy(monkeypatch):
+    from trainer.config import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads(cores=2, load=5.2) == 1
+    assert cpu_threads(cores=2, load=0.3) is None  # idle: torch's own choice
+    assert cpu_threads(cores=1, load=9.0) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(cores=2, load=5.2) is None  # the user's setting wins
