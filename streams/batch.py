@@ -22,6 +22,9 @@ _TOOL_CALLS = TypeAdapter(list[ToolCall])
 Source = tuple[str, int, int]  # (topic, partition, offset)
 
 _APPENDED = (MESSAGES, TURNS, REWARDS, DEAD_LETTERS)
+_TURN_FIELDS = ("session_id", "turn", "reward", "achievements", "valid", "done", "num_messages", "ts", "event_id", "metadata")
+_MESSAGE_FIELDS = ("session_id", "turn", "idx_in_turn", "role", "content", "content_is_parts", "tool_calls",
+                   "tool_call_id", "name", "ts", "event_id")
 
 
 def _dumps(value: Any) -> str:
@@ -77,35 +80,26 @@ class RowBatch:
 
     def add_turn(self, event: Turn, topic: str, partition: int, offset: int, record_ms: int) -> None:
         when = _when(event.ts, record_ms)
-        t = self.columns[TURNS]
-        t["session_id"].append(event.session_id)
-        t["turn"].append(event.turn)
-        t["reward"].append(event.reward)
-        t["achievements"].append(list(event.achievements))
-        t["valid"].append(event.valid)
-        t["done"].append(event.done)
-        t["num_messages"].append(len(event.messages))
-        t["ts"].append(when)
-        t["event_id"].append(event.event_id)
-        t["metadata"].append(_dumps(event.metadata))
-        self._source(t, topic, partition, offset)
-        m = self.columns[MESSAGES]
+        # Every value is computed before any column grows, so a failure leaves the columns aligned.
+        turn_row = (event.session_id, event.turn, event.reward, list(event.achievements), event.valid, event.done,
+                    len(event.messages), when, event.event_id, _dumps(event.metadata))
+        message_rows = []
         for i, msg in enumerate(event.messages):
             content = msg.content
             is_parts = isinstance(content, list)
-            m["session_id"].append(event.session_id)
-            m["turn"].append(event.turn)
-            m["idx_in_turn"].append(i)
-            m["role"].append(msg.role)
-            m["content"].append(_dumps(content) if is_parts else content)
-            m["content_is_parts"].append(is_parts)
-            m["tool_calls"].append(
-                _TOOL_CALLS.dump_json(msg.tool_calls).decode() if msg.tool_calls else None
-            )
-            m["tool_call_id"].append(msg.tool_call_id)
-            m["name"].append(msg.name)
-            m["ts"].append(when)
-            m["event_id"].append(event.event_id)
+            message_rows.append((
+                event.session_id, event.turn, i, msg.role, _dumps(content) if is_parts else content, is_parts,
+                _TOOL_CALLS.dump_json(msg.tool_calls).decode() if msg.tool_calls else None,
+                msg.tool_call_id, msg.name, when, event.event_id,
+            ))
+        t = self.columns[TURNS]
+        for name, value in zip(_TURN_FIELDS, turn_row):
+            t[name].append(value)
+        self._source(t, topic, partition, offset)
+        m = self.columns[MESSAGES]
+        for row in message_rows:
+            for name, value in zip(_MESSAGE_FIELDS, row):
+                m[name].append(value)
             self._source(m, topic, partition, offset)
 
     def add_reward(self, event: OutcomeReward | Judgment, topic: str, partition: int, offset: int, record_ms: int) -> None:

@@ -94,6 +94,7 @@ class Ingestor:
         self._failure: BaseException | None = None
         # One batch is filled at a time: the record path and the timers' flushes take turns.
         self._lock = asyncio.Lock()
+        self._load_open: asyncio.Future[None] | None = None  # open sessions of the last assignment
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -126,7 +127,11 @@ class Ingestor:
             sids = self.lake_sessions.open_sessions(topic, partitions)
             return self.lake_sessions.load(sids, topic=topic, partition_of={})
 
-        states = await asyncio.get_running_loop().run_in_executor(self._lookups, load)
+        try:
+            states = await asyncio.get_running_loop().run_in_executor(self._lookups, load)
+        except Exception as exc:  # noqa: BLE001 - their next events load them one by one instead
+            log.error("could not read the open sessions of %s from the lake (%r); they load on their next event", tps, exc)
+            return
         for sid, (st, written) in states.items():
             if sid not in self.sessions:
                 self.sessions.put(sid, st)
@@ -186,11 +191,12 @@ class Ingestor:
         parsed: list[tuple[Record, Any, int]] = []
         now = self.clock()
         for r in admitted:
-            record_ms = int(r.timestamp * 1000) if 0 <= r.timestamp * 1000 <= _MAX_RECORD_MS else None
+            # Kafka's "no timestamp" is -1: the ingest time stands in, as for an event without `ts`.
+            record_ms = int(r.timestamp * 1000) if r.timestamp >= 0 else int(now * 1000)
             try:
-                if record_ms is None:
+                if record_ms > _MAX_RECORD_MS:
                     raise EventValidationError(
-                        f"record timestamp {r.timestamp!r} s is outside years 1970-9999; "
+                        f"record timestamp {r.timestamp!r} s is after year 9999; "
                         "let the producer set it (CreateTime) or set it to the current time"
                     )
                 event = parse_event(r.value if r.value is not None else b"", max_bytes=self.settings.max_event_bytes)
@@ -205,7 +211,7 @@ class Ingestor:
                         "key every record by its session_id so a session stays in one partition"
                     )
             except EventValidationError as exc:
-                await self._dead_letter(r, str(exc), record_ms if record_ms is not None else int(now * 1000))
+                await self._dead_letter(r, str(exc), min(record_ms, int(now * 1000)))
                 continue
             except Exception as exc:  # noqa: BLE001 - no record may stop the worker
                 await self._dead_letter(r, f"unexpected error while parsing: {exc!r}"[:1000], int(now * 1000))
