@@ -99,3 +99,19 @@ def test_a_restarted_worker_rebuilds_only_the_open_sessions_of_its_partitions(tm
     row = next(r for r in read(lake, "sessions").to_pylist() if r["session_id"] == open_one.session_id)
     assert row["finalized"] and row["turns_received"] == 3 and row["total_reward"] is not None
     assert lake_counts(lake)["turns"] == 12
+
+
+def test_a_lake_from_before_the_partition_columns_gets_them_and_keeps_its_rows(tmp_path):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from lake.tables import SCHEMAS, table_uri
+    from lake.writer import LakeWriter
+
+    lake = str(tmp_path / "lake")
+    old_schema = pa.schema([f for f in SCHEMAS["sessions"] if f.name not in ("kafka_topic", "kafka_partition")])
+    write_deltalake(table_uri(lake, "sessions"), pa.Table.from_pylist([{"session_id": "old", "status": "terminated"}], schema=old_schema))
+    LakeWriter(lake).ensure_tables()
+    table = DeltaTable(table_uri(lake, "sessions")).to_pyarrow_table()
+    assert {"kafka_topic", "kafka_partition"} <= set(table.column_names)
+    assert table.to_pylist()[0]["session_id"] == "old" and table.to_pylist()[0]["kafka_partition"] is None
