@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES: dict[str, tuple[Any, Any]] = {
     "episodes": (12, 96),
     "max_turns": (20, 30),
-    "train_steps": (16, 300),
+    "train_steps": (12, 300),
     "batch_size": (4, 16),
     "learning_rate": (3e-4, 1e-4),
     "eval_episodes": (4, 16),
@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
             sys.executable, "-m", "trainer", "--snapshot", str(snapshot), "--output", str(model_dir), "--overwrite",
             "--max_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
             "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
-            "--warmup_steps", "0.1", "--lr_scheduler_type", "linear",
+            "--warmup_steps", "0", "--lr_scheduler_type", "linear",  # a warm-up step would run at lr 0
             "--logging_steps", "1", "--max_length", "768", "--disable_tqdm", "true",
         ]
         if args.model:
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         for label, run_id, model in (("base", base_run, args.model), ("fine-tuned", tuned_run, str(model_dir))):
             run_episodes(
                 held_out, policy="model", model=model, max_turns=args.eval_max_turns, concurrency=args.concurrency,
-                split="eval", run_id=run_id, max_new_tokens=40, on_result=lambda r: console.print(r.line()),
+                split="eval", run_id=run_id, max_new_tokens=34,  # the longest act call is 32 tokens on_result=lambda r: console.print(r.line()),
             )
             _wait_for_sessions(lake, run_id, len(held_out), services)
         timings["eval_s"] = time.monotonic() - t0

@@ -1,8 +1,8 @@
-"""The game state as a short text observation (about 90 SmolLM2 tokens), the system prompt, tool results.
+"""The game state as a short text observation (about 80 SmolLM2 tokens), the system prompt, tool results.
 
 The model reads the observation every turn, so it says only what a decision needs: vitals,
 inventory, achievements, the cell faced, the four neighbouring cells and the nearest things
-worth walking to, each as offsets in words.
+worth walking to, as offsets in words with the first step toward each.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _FACING = {(0, -1): "up", (0, 1): "down", (-1, 0): "left", (1, 0): "right"}
 _NEIGHBOURS = (("left", (-1, 0)), ("right", (1, 0)), ("up", (0, -1)), ("down", (0, 1)))
 # Things worth pointing out by distance, in the order a player usually wants them.
 _LANDMARKS = ("tree", "water", "cow", "stone", "coal", "iron", "table", "furnace", "zombie", "skeleton", "lava")
+_USEFUL = frozenset(_LANDMARKS[:8])  # never a step toward a zombie, a skeleton or lava
 
 
 def direction_words(dx: int, dy: int) -> str:
@@ -31,6 +32,14 @@ def direction_words(dx: int, dy: int) -> str:
 
 
 def _nearest(state: GameState) -> list[str]:
+    """Each visible landmark's nearest instance, nearest first; useful ones with the first step toward them.
+
+    The step is the first move of a shortest walk over the visible cells ("do" when it is the cell
+    faced): the wrapper reads it off the map, as text games list admissible commands, so a small
+    model can act on the map without parsing a grid.
+    """
+    from examples.crafter.teacher import first_step
+
     half = state.center
     found: dict[str, tuple[int, int, int]] = {}
     for dy in range(-half, half + 1):
@@ -39,8 +48,12 @@ def _nearest(state: GameState) -> list[str]:
             dist = abs(dx) + abs(dy)
             if name in _LANDMARKS and (name not in found or dist < found[name][0]):
                 found[name] = (dist, dx, dy)
-    return [f"{name} {direction_words(dx, dy)}" for name in _LANDMARKS if name in found
-            for _, dx, dy in [found[name]]]
+    entries = []
+    for name, (dist, dx, dy) in found.items():
+        step = first_step(state, name) if name in _USEFUL else None
+        where = "ahead" if step == "do" else direction_words(dx, dy)
+        entries.append((dist, _LANDMARKS.index(name), f"{name} {where}" + (f" -> {step}" if step else "")))
+    return [text for *_, text in sorted(entries)]
 
 
 def render_observation(state: GameState, *, turn: int, max_turns: int) -> str:

@@ -13,7 +13,7 @@ from crafter import constants
 
 from examples.crafter.game import GameState
 
-__all__ = ["TeacherBrain"]
+__all__ = ["TeacherBrain", "first_step"]
 
 _WALKABLE = frozenset(constants.walkable)  # grass, sand, path; never lava
 _OPEN_GROUND = frozenset({"grass", "sand"})  # wandering stays out of tunnels, where skeletons shoot
@@ -61,6 +61,14 @@ def _approach(state: GameState, targets: set[str]) -> list[str] | None:
                 parents[nxt] = (pos, _MOVES[d])
                 queue.append(nxt)
     return None
+
+
+def first_step(state: GameState, target: str) -> str | None:
+    """The first action toward the nearest reachable `target` ("do" when facing it), or None."""
+    plan = _approach(state, {target})
+    if plan is None:
+        return None
+    return plan[0] if plan else "do"
 
 
 class TeacherBrain:

@@ -63,9 +63,27 @@ def test_observation_is_short_and_names_vitals_facing_neighbours_and_nearest_thi
     assert lines[1:4] == ["Inventory: empty", "Achievements: none", "Facing left: grass"]
     state = game0.state
     assert lines[4] == f"Around: left {state.at(-1, 0)}, right {state.at(1, 0)}, up {state.at(0, -1)}, down {state.at(0, 1)}"
-    assert lines[5].startswith("Nearest: tree 1 right, 4 up")
+    # Nearest first; useful things carry the first step of a shortest walk toward them.
+    assert "tree 1 right, 4 up -> move_" in lines[5] and lines[5].startswith("Nearest: ")
     # The model reads it every turn: well under a hundred SmolLM2 tokens (>3 chars per token here).
-    assert len(text) < 320 and len(SYSTEM_PROMPT) < 400
+    assert len(text) < 360 and len(SYSTEM_PROMPT) < 400
+
+
+def test_the_step_named_for_a_thing_walks_to_it_and_then_says_do() -> None:
+    game = CrafterGame(0)
+    state = game.reset()
+    for _ in range(12):
+        line = render_observation(state, turn=0, max_turns=20).splitlines()[-1]
+        tree = next(part for part in line[len("Nearest: "):].split("; ") if part.startswith("tree"))
+        step = tree.split("-> ")[1]
+        if step == "do":
+            assert tree.startswith("tree ahead")
+            game.step([ID["do"]])
+            assert "collect_wood" in game.achievements
+            return
+        game.step([ID[step]])
+        state = game.state
+    raise AssertionError("following the steps never reached the tree")
 
 
 def test_outcome_summary_names_actions_changes_and_achievements() -> None:

@@ -92,7 +92,7 @@ def test_smollm2_fine_tuned_on_a_lake_snapshot_of_teacher_turns_learns_to_call_a
         proc = subprocess.run(
             [sys.executable, "-m", "trainer", "--snapshot", str(snapshot), "--max-steps", str(STEPS),
              "--per-device-train-batch-size", str(BATCH), "--gradient-accumulation-steps", "1",
-             "--learning-rate", "3e-4", "--warmup-steps", "0.1", "--max-length", "768", "--logging-steps", "1"],
+             "--learning-rate", "3e-4", "--warmup-steps", "0", "--max-length", "768", "--logging-steps", "1"],
             capture_output=True, text=True, cwd=tmp_path,
             env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
         )
