@@ -246,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         for label, run_id, model in (("base", base_run, args.model), ("fine-tuned", tuned_run, str(model_dir))):
             run_episodes(
                 held_out, policy="model", model=model, max_turns=args.eval_max_turns, concurrency=args.concurrency,
-                split="eval", run_id=run_id, max_new_tokens=34,  # the longest act call is 32 tokens on_result=lambda r: console.print(r.line()),
+                split="eval", run_id=run_id, on_result=lambda r: console.print(r.line()),
+                max_new_tokens=34,  # the longest act call is 32 tokens
             )
             _wait_for_sessions(lake, run_id, len(held_out), services)
         timings["eval_s"] = time.monotonic() - t0
