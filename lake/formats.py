@@ -11,8 +11,7 @@ last one) and the ordered pieces are written back to back straight from Arrow bu
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from typing import Any
 
 __all__ = ["POS_SCALE", "message_json_sql", "concat_bytes"]
 
@@ -41,8 +40,11 @@ def message_json_sql(m: str = "m", *, no_loss: str | None = None) -> str:
     )
 
 
-def concat_bytes(arr: pa.Array | pa.ChunkedArray) -> bytes | memoryview:
+def concat_bytes(arr: Any) -> bytes | memoryview:
     """All strings of a string/large_string array back to back (no copy for one chunk)."""
+    import numpy as np
+    import pyarrow as pa
+
     if isinstance(arr, pa.ChunkedArray):
         return b"".join(bytes(concat_bytes(c)) for c in arr.chunks) if arr.num_chunks != 1 else concat_bytes(arr.chunk(0))
     if len(arr) == 0:

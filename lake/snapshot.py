@@ -20,7 +20,6 @@ from typing import Any
 from lake.duck import Lake, connect
 from lake.exceptions import EmptySnapshotError, ManifestError, OutputExistsError, ReproductionMismatchError
 from lake.filters import SnapshotSpec, session_predicates
-import pyarrow.compute as pc
 
 from lake.formats import POS_SCALE, concat_bytes, message_json_sql
 from lake.selection import kept_stats, select
@@ -164,6 +163,63 @@ def stream_sql(spec: SnapshotSpec) -> str:
         JOIN _snap_kept k ON k.session_id = r.session_id
         ORDER BY r.ex_ord, r.pos
     """
+
+
+# Up to about this many message rows the pieces come to Python as strings: no pyarrow import
+# (0.2 s of a small snapshot's start-up); above, Arrow buffers are written without copies.
+SMALL_ROWS = 300_000
+
+
+def _estimated_rows(lake: Lake) -> float:
+    """Message rows the stream will have, from the per-turn summary (windows x messages per turn)."""
+    return lake.query("""
+        SELECT coalesce(sum(e.ex_turn - e.win_start + 1), 0)
+               * (SELECT coalesce(sum(n), 0) / greatest(count(*), 1) FROM _snap_turn_msgs)
+        FROM _snap_examples e
+    """).fetchone()[0]
+
+
+def _write_small(result: Any, sinks: Mapping[str, _Sink], roles: dict[str, int], bar: Any, batch_rows: int) -> int:
+    """Write the stream's pieces through Python strings; returns the message rows written."""
+    messages = 0
+    while rows := result.fetchmany(batch_rows):
+        parts: dict[bool, list[str]] = {False: [], True: []}
+        lines = {False: 0, True: 0}
+        for role, is_val, is_last, piece in rows:
+            parts[is_val].append(piece)
+            lines[is_val] += bool(is_last)
+            roles[str(role)] = roles.get(str(role), 0) + 1
+        for is_val, name in ((False, "train"), (True, "val")):
+            if parts[is_val]:
+                sinks[name].write("".join(parts[is_val]).encode(), lines[is_val])
+        messages += len(rows)
+        if bar is not None:
+            bar.update(lines[False] + lines[True])
+    return messages
+
+
+def _write_arrow(result: Any, sinks: Mapping[str, _Sink], roles: dict[str, int], bar: Any, batch_rows: int) -> int:
+    """Write the stream's pieces straight from Arrow buffers; returns the message rows written."""
+    import pyarrow.compute as pc
+
+    messages = 0
+    for batch in result.to_arrow_reader(batch_rows):
+        lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
+        is_val = batch.column("is_val")
+        pieces = batch.column("piece")
+        if pc.any(is_val).as_py():
+            keep = pc.invert(is_val)
+            val_lines = int(pc.sum(pc.and_(batch.column("is_last"), is_val)).as_py() or 0)
+            sinks["train"].write(concat_bytes(pieces.filter(keep)), lines - val_lines)
+            sinks["val"].write(concat_bytes(pieces.filter(is_val)), val_lines)
+        else:
+            sinks["train"].write(concat_bytes(pieces), lines)
+        messages += batch.num_rows
+        for item in pc.value_counts(batch.column("role")).to_pylist():
+            roles[str(item["values"])] = roles.get(str(item["values"]), 0) + int(item["counts"])
+        if bar is not None:
+            bar.update(lines)
+    return messages
 
 
 def _prepare_system(lake: Lake, spec: SnapshotSpec) -> None:
@@ -321,26 +377,10 @@ def build_snapshot(
                 counts["examples"] = dict(counts["preference"]["pairs_by_split"])
                 total_examples = counts["preference"]["pairs"]
                 messages = counts["preference"].pop("messages")
-                stream: Any = ()
             else:
                 lake.query(first_rows_sql(spec))
-                stream = lake.query(stream_sql(spec)).to_arrow_reader(batch_rows)
-            for batch in stream:
-                lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
-                is_val = batch.column("is_val")
-                pieces = batch.column("piece")
-                if pc.any(is_val).as_py():
-                    keep = pc.invert(is_val)
-                    val_lines = int(pc.sum(pc.and_(batch.column("is_last"), is_val)).as_py() or 0)
-                    sinks["train"].write(concat_bytes(pieces.filter(keep)), lines - val_lines)
-                    sinks["val"].write(concat_bytes(pieces.filter(is_val)), val_lines)
-                else:
-                    sinks["train"].write(concat_bytes(pieces), lines)
-                messages += batch.num_rows
-                for item in pc.value_counts(batch.column("role")).to_pylist():
-                    roles[str(item["values"])] = roles.get(str(item["values"]), 0) + int(item["counts"])
-                if bar is not None:
-                    bar.update(lines)
+                write = _write_small if _estimated_rows(lake) <= SMALL_ROWS else _write_arrow
+                messages = write(lake.query(stream_sql(spec)), sinks, roles, bar, batch_rows)
         finally:
             if bar is not None:
                 bar.close()
