@@ -1,4 +1,4 @@
-"""Run a module as __main__ and report its own peak RSS: `python -m bench.rss OUT.json MODULE ARGS...`.
+"""Run a module as __main__ and report its own peak RSS and CPU time: `python -m bench.rss OUT.json MODULE ARGS...`.
 
 Linux keeps ru_maxrss across execve, so a child forked from a big parent reports the parent's
 size (RUSAGE_SELF and RUSAGE_CHILDREN alike): both bench rows once showed the same figure. VmHWM
@@ -31,7 +31,8 @@ def main() -> None:
 
     def report() -> None:
         with open(out, "w") as fh:
-            json.dump({"peak_rss_mib": peak_rss_mib()}, fh)
+            usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads: DuckDB's too
+            json.dump({"peak_rss_mib": peak_rss_mib(), "cpu_s": usage.ru_utime + usage.ru_stime}, fh)
 
     atexit.register(report)
     sys.argv = [module, *args]
