@@ -33,7 +33,7 @@ def test_snapshot_cut_while_ingesting_equals_its_pinned_versions(broker, topic_f
             if stop.is_set():
                 return
             publish(broker.bootstrap_servers, topic, to_records(chunk, seed=51, duplicate_rate=0.05, shuffle=False))
-            time.sleep(0.4)
+            time.sleep(1.0)
 
     thread = threading.Thread(target=publisher, daemon=True)
     thread.start()
@@ -44,7 +44,7 @@ def test_snapshot_cut_while_ingesting_equals_its_pinned_versions(broker, topic_f
             s = read(lake, "sessions")
             return sum(1 for st in s.column("status").to_pylist() if st in ("terminated", "truncated"))
 
-        wait_for(lambda: ended() >= 60, 120, "a quarter of the sessions ended in the lake", [worker])
+        wait_for(lambda: ended() >= 40, 120, "some sessions ended in the lake", [worker])
         mid = build_snapshot(lake, SnapshotSpec.from_dict(SPEC), tmp_path / "mid")
         # What the cut pinned, not what the lake holds once it is written (the worker may be done).
         turns_at_cut = read(lake, "turns", version=mid["table_versions"]["turns"]).num_rows
