@@ -40,6 +40,7 @@ class Committer:
         self.hooks = hooks or NoHooks()
         self.on_committed = on_committed
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
+        self._appenders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-append")
         self.failure: BaseException | None = None
         self.commits = 0
         self.last_latency_s = 0.0
@@ -92,8 +93,12 @@ class Committer:
         written: dict[str, int] = {}
         self.commits += 1
         self.hooks.before_commit(self.commits)
-        for table, rows in batch.tables():
-            written[table] = self.writer.append(table, rows, offsets=offsets)
+        # The appends are independent Delta tables, each with its own app transactions: delta-rs
+        # writes them in parallel (it releases the GIL); the MERGE that marks the batch whole waits.
+        appends = {table: self._appenders.submit(self.writer.append, table, rows, offsets=offsets)
+                   for table, rows in batch.tables()}
+        for table, future in appends.items():
+            written[table] = future.result()
         self.hooks.after_appends(self.commits)
         written[SESSIONS] = self.writer.upsert_sessions(batch.sessions_table(), offsets=offsets)
         self.hooks.after_commit(self.commits)
@@ -103,3 +108,4 @@ class Committer:
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
+        self._appenders.shutdown(wait=True)
