@@ -65,7 +65,6 @@ class Ingestor:
     def __init__(
         self,
         settings: WorkerSettings,
-        state: Any = None,  # kept for callers of the v1 signature; the cache is internal now
         *,
         send_dead_letter: SendDeadLetter | None = None,
         partition_log: PartitionLog | None = None,
@@ -303,9 +302,6 @@ class Ingestor:
             await self.flush()
         await self.guard.tick()
 
-    async def tick_rewinds(self) -> None:  # kept for callers of the v1 API
-        await self.guard.tick()
-
     async def tick_sessions(self) -> None:
         """Finalize sessions whose reward grace passed, abandon idle ones, evict finished ones."""
         async with self._lock:
@@ -355,3 +351,12 @@ class Ingestor:
     @property
     def open_sessions(self) -> int:
         return len(self.sessions)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the worker cannot go on (a lake it cannot read or write, a reset log), if it cannot."""
+        return self._failure or self.committer.failure
+
+    @property
+    def assigned(self) -> list[TP]:
+        return sorted(self._assigned)

@@ -137,11 +137,11 @@ async def _report() -> None:
 @app.page("/health")
 class Health(View):
     async def get(self, request: Request) -> Response:
-        failure = ingestor._failure or ingestor.committer.failure
+        failure = ingestor.failure
         body = {
             "status": "failed" if failure else "ok",
             "error": repr(failure) if failure else None,
-            "assigned": sorted(f"{t}/{p}" for t, p in ingestor._assigned),
+            "assigned": [f"{t}/{p}" for t, p in ingestor.assigned],
             "open_sessions": ingestor.open_sessions,
             "committed_offsets": {f"{t}/{p}": o for (t, p), o in sorted(ingestor.guard.last_committed().items())},
             "counters": dict(sorted(ingestor.counters.items())),

@@ -28,7 +28,7 @@ def test_a_reset_log_is_refused_until_the_topic_epoch_changes(tmp_path):
 
     async def assign(epoch: str) -> None:
         settings = WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch)
-        ingestor = Ingestor(settings, {}, partition_log=ResetLog())
+        ingestor = Ingestor(settings, partition_log=ResetLog())
         await ingestor.on_assigned([tp])
         event = make_sessions(1, 1, seed=9)[0].events[0]
         await ingestor.handle(event["session_id"].encode(), json.dumps(event).encode(), "t", 0, 0, 1.0e9)
@@ -48,7 +48,7 @@ def test_a_new_epoch_ingests_offsets_the_old_one_already_used(tmp_path):
     # epoch skips them, the new one takes them.
 
     async def replay(epoch: str) -> None:
-        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch), {})
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t", topic_epoch=epoch))
         await ingestor.start()
         await ingestor.on_assigned([("t", 0)])
         import json
@@ -71,7 +71,7 @@ def test_records_delivered_twice_to_one_worker_make_rows_once(tmp_path):
     raw = [(e["session_id"].encode(), json.dumps(e).encode()) for e in events]
 
     async def run() -> None:
-        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), {})
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"))
         await ingestor.start()
         await ingestor.on_assigned([("t", 0)])
         for offset in list(range(len(raw))) + list(range(3, len(raw))):  # a rewind re-delivers 3..
@@ -99,7 +99,7 @@ def test_a_hole_in_delivery_is_read_again_before_the_records_after_it(tmp_path):
             sought.append(offset)
 
     async def run() -> None:
-        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), {}, partition_log=Log())
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), partition_log=Log())
         await ingestor.start()
         await ingestor.on_assigned([("t", 0)])
         delivered = [0, 1, 2, 5, 6] + list(range(3, len(raw)))  # 3 and 4 dropped, then read again
