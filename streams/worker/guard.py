@@ -63,6 +63,8 @@ class PartitionGuard:
         self._seeking: dict[TP, tuple[int, float]] = {}  # partition -> (offset sought back to, when)
         self._buffered: dict[TP, int] = {}  # highest offset whose rows sit in a batch
         self._committed: dict[tuple[str, TP], int] = {}  # (table, tp) -> last offset in that table
+        self._last_record: dict[TP, float] = {}  # when each partition last delivered a record
+        self._probing: set[TP] = set()
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -89,6 +91,7 @@ class PartitionGuard:
             self._ready.pop(tp, None)
             self._next.pop(tp, None)
             self._seeking.pop(tp, None)
+            self._last_record.pop(tp, None)
 
     def resume_offset(self, tp: TP) -> int:
         return self._next.get(tp, 0)
@@ -118,6 +121,7 @@ class PartitionGuard:
             # Whole batches end with the sessions MERGE; a crash before it is read again from the log.
             # An empty lake starts at the log's start too: Kafka's committed offset is only a hint.
             self._next[tp] = min(held, merged) + 1 if merged >= 0 else 0
+            self._last_record[tp] = self.clock()
             if held >= 0 and self.partition_log is not None:
                 first = await self.partition_log.first_offset_at(tp, held)
                 if first is None:
@@ -165,17 +169,47 @@ class PartitionGuard:
                 await self._seek(tp, first)
                 return False
         self._next[tp] = max(expected or 0, offset + 1)
+        self._last_record[tp] = self.clock()
         return True
 
     async def _seek(self, tp: TP, offset: int) -> None:
         self._seeking[tp] = (offset, self.clock())
         await self.partition_log.seek(tp, offset)  # type: ignore[union-attr]
 
-    async def tick(self) -> None:
-        """Seek again where records sought back to have not come (a seek can race the fetcher)."""
+    async def tick(self, *, idle_probe_s: float = 10.0) -> None:
+        """Seek again where records sought back to have not come (a seek can race the fetcher),
+        and look for records a partition that went quiet never delivered.
+
+        A hole is noticed when a later record arrives; records Faust dropped at the very end of
+        a partition have no later record, so a partition idle for `idle_probe_s` is checked
+        against the log once per idle period.
+        """
+        now = self.clock()
         for tp, (target, when) in list(self._seeking.items()):
-            if self.clock() - when >= 1.0:
+            if now - when >= 1.0:
                 await self._seek(tp, target)
+        if self.partition_log is None:
+            return
+        for tp, expected in list(self._next.items()):
+            ready = self._ready.get(tp)
+            if tp in self._seeking or tp in self._probing or ready is None or not ready.done():
+                continue
+            if now - self._last_record.get(tp, now) >= idle_probe_s:
+                self._probing.add(tp)
+                asyncio.ensure_future(self._probe_tail(tp, expected))
+
+    async def _probe_tail(self, tp: TP, expected: int) -> None:
+        try:
+            first = await self.partition_log.first_offset_at(tp, expected)  # type: ignore[union-attr]
+            if first is not None and self._next.get(tp) == expected and tp not in self._seeking:
+                log.warning("records from %d of %s/%d never reached the worker; reading them again", first, *tp)
+                self.counters["rewinds"] += 1
+                await self._seek(tp, first)
+        except Exception as exc:  # noqa: BLE001 - the next idle period probes again
+            log.warning("could not probe %s/%d for unread records: %r", *tp, exc)
+        finally:
+            self._last_record[tp] = self.clock()  # one probe per idle period
+            self._probing.discard(tp)
 
     def last_committed(self) -> dict[TP, int]:
         """The last offset whose batch is whole in the lake, per partition (for metrics)."""

@@ -141,3 +141,41 @@ def test_retention_past_the_lakes_last_offset_is_not_a_reset(tmp_path):
     ingestor = asyncio.run(run())
     assert ingestor.counters["rewinds"] == 0
     assert lake_counts(lake)["turns"] == 12 and lake_counts(lake)["sessions"] == 4
+
+
+def test_records_dropped_at_the_end_of_a_partition_are_read_again_once_it_goes_quiet(tmp_path):
+    """A hole shows when a later record arrives; a dropped tail has none, so an idle partition is probed."""
+    lake = str(tmp_path / "lake")
+    events = [e for s in make_sessions(2, 3, seed=8) for e in s.events]
+    raw = [(e["session_id"].encode(), json.dumps(e).encode()) for e in events]
+    sought: list[int] = []
+    now = [1.0e9]
+
+    class Log:
+        async def first_offset_at(self, tp, offset):
+            return offset if offset < len(raw) else None
+
+        async def seek(self, tp, offset):
+            sought.append(offset)
+
+    async def run() -> Ingestor:
+        ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"), partition_log=Log(), clock=lambda: now[0])
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        for offset in range(len(raw) - 3):  # the last three never come
+            await ingestor.handle(*raw[offset], "t", 0, offset, 1.0e9)
+        await ingestor.tick_latency()
+        assert sought == []
+        now[0] += 11
+        await ingestor.tick_latency()
+        await asyncio.sleep(0.05)  # the probe runs beside the timer
+        assert sought == [len(raw) - 3]
+        for offset in range(len(raw) - 3, len(raw)):
+            await ingestor.handle(*raw[offset], "t", 0, offset, 1.0e9)
+        await ingestor.stop()
+        return ingestor
+
+    ingestor = asyncio.run(run())
+    assert ingestor.counters["rewinds"] == 1
+    counts = lake_counts(lake)
+    assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)
