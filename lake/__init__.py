@@ -1,6 +1,6 @@
 """The lake: Delta tables written exactly once, DuckDB views, snapshots and maintenance."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lake.exceptions import (
     FilterSpecError,
@@ -13,6 +13,7 @@ from lake.exceptions import (
     ReproductionMismatchError,
     TableVersionError,
 )
+from schemas.lazy import lazy_getattr
 
 # Everything else loads on first use, so `python -m lake snapshot` on a small lake imports only
 # what it runs (no deltalake writer, maintenance or stats code).
@@ -42,15 +43,7 @@ if TYPE_CHECKING:
     from lake.writer import LakeWriter, app_id_for
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lake' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """Wire format v1 of the rollout lake: event models, parsing and JSON Schema."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from schemas.exceptions import EventTooLargeError, EventValidationError, RolloutLakeError
+from schemas.lazy import lazy_getattr
 
 # pydantic models load on first use: `lake` only needs the exceptions, and a small snapshot
 # should not pay for building the event models (a quarter of a second).
@@ -39,15 +40,7 @@ if TYPE_CHECKING:
     from schemas.jsonschema import json_schemas, write_json_schemas
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'schemas' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
