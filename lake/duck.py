@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lake.exceptions import LakeNotFoundError, QueryError, ReadOnlyQueryError, TableVersionError
+from lake.storage import create_duckdb_secret, is_local, public_uri, resolve_storage_options
 from lake.tables import TABLES, table_uri
 from lake.views import VIEWS, view_statements
 
-__all__ = ["Lake", "Reader", "connect", "current_versions", "delta_extension_path", "is_local"]
+__all__ = ["Lake", "Reader", "connect", "current_versions", "delta_extension_path", "httpfs_extension_path", "is_local"]
 
 Reader = Literal["auto", "delta", "arrow"]
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
 
 
 def _local_path(uri: str) -> str:
@@ -33,17 +30,30 @@ def _local_path(uri: str) -> str:
 
 def delta_extension_path() -> str:
     """The DuckDB delta extension shipped in the duckdb-extension-delta wheel."""
-    import duckdb
     import duckdb_extension_delta
 
-    root = Path(duckdb_extension_delta.__file__).parent / "extensions"
-    exact = root / f"v{duckdb.__version__}" / "delta.duckdb_extension"
+    return _extension_path(duckdb_extension_delta.__file__, "delta")
+
+
+def httpfs_extension_path() -> str:
+    """The DuckDB httpfs extension (S3 reads) shipped in the duckdb-extension-httpfs wheel."""
+    import duckdb_extension_httpfs
+
+    return _extension_path(duckdb_extension_httpfs.__file__, "httpfs")
+
+
+def _extension_path(package_file: str, name: str) -> str:
+    # The wheels hold the binaries; `INSTALL` would download and cannot run offline.
+    import duckdb
+
+    root = Path(package_file).parent / "extensions"
+    exact = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if exact.exists():
         return str(exact)
-    found = sorted(root.glob("*/delta.duckdb_extension"))
+    found = sorted(root.glob(f"*/{name}.duckdb_extension"))
     if not found:
         raise LakeNotFoundError(
-            f"no delta.duckdb_extension under {root}; reinstall duckdb-extension-delta=="
+            f"no {name}.duckdb_extension under {root}; reinstall duckdb-extension-{name}=="
             f"{duckdb.__version__} or use --reader arrow"
         )
     return str(found[-1])
@@ -56,14 +66,15 @@ def current_versions(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    opts = resolve_storage_options(lake_uri, storage_options)
     versions = {}
     for name in TABLES:
         uri = table_uri(lake_uri, name)
         try:
-            versions[name] = DeltaTable(uri, storage_options=dict(storage_options or {})).version()
+            versions[name] = DeltaTable(uri, storage_options=opts).version()
         except TableNotFoundError as exc:
             raise LakeNotFoundError(
-                f"no Delta table `{name}` at {uri}: is LAKE_URI (or --lake) right? The worker "
+                f"no Delta table `{name}` at {public_uri(uri)}: is LAKE_URI (or --lake) right? The worker "
                 "creates the tables when it starts"
             ) from exc
     return versions
@@ -97,8 +108,10 @@ class Lake:
         """No file access outside the lake's tables and no setting changes from here on."""
         if self._locked:
             return
-        if self.reader == "delta" and is_local(self.lake_uri):
-            dirs = [_local_path(table_uri(self.lake_uri, t)) + "/" for t in TABLES]
+        if self.reader == "delta":
+            local = is_local(self.lake_uri)
+            dirs = [(_local_path(table_uri(self.lake_uri, t)) if local else table_uri(self.lake_uri, t)) + "/"
+                    for t in TABLES]
             # Literals, not parameters: binding a Python parameter makes DuckDB import pandas (0.5 s).
             self.con.execute(f"SET allowed_directories = [{', '.join(_quote(d) for d in dirs)}]")
         self.con.execute("SET enable_external_access = false")
@@ -164,12 +177,14 @@ def connect(
     """Open the lake at `versions` (default: the latest consistent point, lake.pins) with its views.
 
     reader "delta" scans with DuckDB's delta extension (`delta_scan(..., version := v)`);
-    "arrow" registers deltalake's `DeltaTable(uri, version=v).to_pyarrow_dataset()`, which
-    also reaches object stores through `storage_options`. "auto": delta for local lakes.
+    "arrow" registers deltalake's `DeltaTable(uri, version=v).to_pyarrow_dataset()`. "auto": delta.
+    An s3:// lake is read through DuckDB's httpfs with a secret built from `storage_options`
+    (default: the environment's, lake.storage), or through deltalake with the same options.
     """
     import duckdb
 
     lake_uri = str(lake_uri)
+    storage_options = resolve_storage_options(lake_uri, storage_options)
     if versions is None:
         from lake.pins import consistent_versions
 
@@ -179,7 +194,7 @@ def connect(
     if missing:
         raise TableVersionError(f"no pinned version for table(s) {missing}; expected one per {TABLES}")
     if reader == "auto":
-        reader = "delta" if is_local(lake_uri) else "arrow"
+        reader = "delta"
 
     # allow_unsigned_extensions skips re-verifying the signature of the 80 MB delta extension on
     # every start (about 1 s, most of a small snapshot's time); the only extension loaded is the
@@ -202,6 +217,9 @@ def connect(
     try:
         if reader == "delta":
             con.execute(f"LOAD '{delta_extension_path()}'")
+            if not is_local(lake_uri):
+                con.execute(f"LOAD '{httpfs_extension_path()}'")
+                create_duckdb_secret(con, lake_uri, storage_options)
             for name in TABLES:
                 uri = table_uri(lake_uri, name)
                 uri = _local_path(uri) if is_local(uri) else uri
@@ -235,9 +253,9 @@ def _register_arrow(
     for name in TABLES:
         uri = table_uri(lake_uri, name)
         try:
-            dt = DeltaTable(uri, version=int(pinned[name]), storage_options=dict(storage_options or {}))
+            dt = DeltaTable(uri, version=int(pinned[name]), storage_options=dict(storage_options or {}) or None)
         except TableNotFoundError as exc:
-            raise LakeNotFoundError(f"no Delta table `{name}` at {uri}; is LAKE_URI right?") from exc
+            raise LakeNotFoundError(f"no Delta table `{name}` at {public_uri(uri)}; is LAKE_URI right?") from exc
         except DeltaError as exc:
             raise TableVersionError(f"cannot open `{name}` at version {pinned[name]}: {exc}") from exc
         con.register(f"_arrow_{name}", dt.to_pyarrow_dataset())

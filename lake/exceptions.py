@@ -16,6 +16,7 @@ __all__ = [
     "ReproductionMismatchError",
     "EmptySnapshotError",
     "WaitTimeoutError",
+    "StorageConfigError",
 ]
 
 
@@ -33,6 +34,10 @@ class TableVersionError(LakeError, ValueError):
 
 class ReadOnlyQueryError(LakeError, ValueError):
     """`lake sql` got a statement that could write, attach or change settings."""
+
+
+class StorageConfigError(LakeError, ValueError):
+    """LAKE_URI or the object-store settings cannot reach a lake."""
 
 
 class QueryError(LakeError, ValueError):

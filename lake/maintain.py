@@ -65,14 +65,16 @@ def maintain(
             "readers and --from-manifest reproductions older than that would lose their files; "
             "pass --force to do it anyway"
         )
-    opts = dict(storage_options or {})
+    from lake.storage import public_uri, resolve_storage_options
+
+    opts = resolve_storage_options(lake_uri, storage_options)
     report = []
     for name in chosen:
         uri = table_uri(lake_uri, name)
         try:
             dt = DeltaTable(uri, storage_options=opts)
         except TableNotFoundError as exc:
-            raise LakeNotFoundError(f"no Delta table `{name}` at {uri}; is LAKE_URI right?") from exc
+            raise LakeNotFoundError(f"no Delta table `{name}` at {public_uri(uri)}; is LAKE_URI right?") from exc
         item = TableMaintenance(table=name, version_before=dt.version(), files_before=len(dt.file_uris()))
         try:
             if compact and not dry_run:

@@ -11,8 +11,8 @@ no commit, so "at or below" (not "equal") is the rule. `dead_letters` joins noth
 at its latest version.
 
 Local lakes read the Delta log directly (commit JSON files and parquet checkpoints): no
-deltalake import, a few small file reads. Object stores fall back to the latest versions, read
-anchor first (see docs/ARCHITECTURE.md, known limits).
+deltalake import, a few small file reads. Object stores read the same files through delta-rs's
+file system with the lake's storage options (a few small GETs per table).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from lake.exceptions import LakeNotFoundError
 from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SESSIONS, TABLES, TURNS, table_uri
@@ -34,29 +35,52 @@ _FOLLOWERS = (MESSAGES, TURNS, REWARDS)
 
 
 class _Log:
-    """The `_delta_log` of one local table: latest version and app transactions per version."""
+    """The `_delta_log` of one table: latest version and app transactions per version.
 
-    def __init__(self, table_dir: str) -> None:
-        self.dir = os.path.join(table_dir, "_delta_log")
-        if not os.path.isdir(self.dir):
-            raise LakeNotFoundError(f"no Delta table at {table_dir}; is LAKE_URI (or --lake) right?")
+    A local table's log is read with plain file reads; an object store's through delta-rs's
+    own file system (`fs`, rooted at the table), with the lake's storage options.
+    """
+
+    def __init__(self, table_dir: str, fs: Any = None) -> None:
+        self.fs = fs
+        self.dir = os.path.join(table_dir, "_delta_log") if fs is None else "_delta_log"
+        names = self._list(table_dir)
         self.commits: set[int] = set()
         self.checkpoints: dict[int, list[str]] = {}
-        for name in os.listdir(self.dir):
+        for name in names:
             if m := _COMMIT.match(name):
                 self.commits.add(int(m.group(1)))
             elif m := _CHECKPOINT.match(name):
                 self.checkpoints.setdefault(int(m.group(1)), []).append(name)
         if not self.commits and not self.checkpoints:
-            raise LakeNotFoundError(f"Delta table at {table_dir} has no commits")
+            raise LakeNotFoundError(f"Delta table at {_public(table_dir)} has no commits")
+
+    def _list(self, table_dir: str) -> list[str]:
+        if self.fs is None:
+            if not os.path.isdir(self.dir):
+                raise LakeNotFoundError(f"no Delta table at {table_dir}; is LAKE_URI (or --lake) right?")
+            return os.listdir(self.dir)
+        from pyarrow.fs import FileSelector
+
+        infos = self.fs.get_file_info(FileSelector(self.dir, allow_not_found=True))
+        if not infos:
+            raise LakeNotFoundError(
+                f"no Delta table at {_public(table_dir)}: is LAKE_URI (or --lake) right? The worker "
+                "creates the tables when it starts"
+            )
+        return [info.base_name for info in infos]
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name) if self.fs is None else f"{self.dir}/{name}"
 
     def latest(self) -> int:
         return max(self.commits | set(self.checkpoints))
 
     def _commit_txns(self, version: int) -> dict[str, int]:
         out: dict[str, int] = {}
-        with open(os.path.join(self.dir, f"{version:020d}.json"), "rb") as fh:
-            for line in fh:
+        path = self._path(f"{version:020d}.json")
+        with (open(path, "rb") if self.fs is None else self.fs.open_input_stream(path)) as fh:
+            for line in fh.read().splitlines():
                 if line.startswith(b'{"txn"'):
                     txn = json.loads(line)["txn"]
                     out[txn["appId"]] = int(txn["version"])
@@ -67,7 +91,7 @@ class _Log:
 
         out: dict[str, int] = {}
         for name in sorted(self.checkpoints[version]):
-            col = pq.read_table(os.path.join(self.dir, name), columns=["txn"]).column("txn")
+            col = pq.read_table(self._path(name), columns=["txn"], filesystem=self.fs).column("txn")
             for txn in col.to_pylist():
                 if txn:
                     out[txn["appId"]] = int(txn["version"])
@@ -85,6 +109,12 @@ class _Log:
             state.update(self._commit_txns(v))
             out[v] = dict(state)
         return out
+
+
+def _public(uri: str) -> str:
+    from lake.storage import public_uri
+
+    return public_uri(uri)
 
 
 def txn_versions(table_dir: str, version: int | None = None) -> dict[str, int]:
@@ -113,22 +143,35 @@ def consistent_versions(
     lake_uri: str, *, storage_options: Mapping[str, str] | None = None
 ) -> dict[str, int]:
     """Table versions that show whole worker batches only: every table at one point of the log."""
-    from lake.duck import _local_path, current_versions, is_local
+    from lake.duck import _local_path, is_local
 
-    if not is_local(str(lake_uri)):
-        return current_versions(lake_uri, storage_options=storage_options)
-    dirs = {t: _local_path(table_uri(str(lake_uri), t)) for t in TABLES}
-    for t, d in dirs.items():
-        if not os.path.isdir(os.path.join(d, "_delta_log")):
-            raise LakeNotFoundError(
-                f"no Delta table `{t}` at {d}: is LAKE_URI (or --lake) right? The worker "
-                "creates the tables when it starts"
-            )
+    if is_local(str(lake_uri)):
+        dirs = {t: _local_path(table_uri(str(lake_uri), t)) for t in TABLES}
+        for t, d in dirs.items():
+            if not os.path.isdir(os.path.join(d, "_delta_log")):
+                raise LakeNotFoundError(
+                    f"no Delta table `{t}` at {d}: is LAKE_URI (or --lake) right? The worker "
+                    "creates the tables when it starts"
+                )
+
+        def open_log(t: str) -> _Log:
+            return _Log(dirs[t])
+    else:
+        from deltalake.fs import DeltaStorageHandler
+        from pyarrow.fs import PyFileSystem
+
+        from lake.storage import resolve_storage_options
+
+        opts = resolve_storage_options(str(lake_uri), storage_options)
+
+        def open_log(t: str) -> _Log:
+            uri = table_uri(str(lake_uri), t)
+            return _Log(uri, PyFileSystem(DeltaStorageHandler(uri, opts)))
     # The anchor is read before anything else: whatever it holds, the others hold too.
-    anchor_log = _Log(dirs[SESSIONS])
+    anchor_log = open_log(SESSIONS)
     versions = {SESSIONS: anchor_log.latest()}
     limits = anchor_log.states(versions[SESSIONS], versions[SESSIONS])[versions[SESSIONS]]
-    logs = {t: _Log(dirs[t]) for t in (*_FOLLOWERS, DEAD_LETTERS)}
+    logs = {t: open_log(t) for t in (*_FOLLOWERS, DEAD_LETTERS)}
     latest = {t: log.latest() for t, log in logs.items()}
     versions[DEAD_LETTERS] = latest[DEAD_LETTERS]
     followers: tuple[str, ...] = _FOLLOWERS
@@ -141,3 +184,4 @@ def consistent_versions(
     for t in followers:
         versions[t] = _pin(logs[t], latest[t], limits)
     return {t: versions[t] for t in TABLES}
+

@@ -49,10 +49,13 @@ def lake_offsets(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from lake.storage import resolve_storage_options
+
+    opts = resolve_storage_options(lake_uri, storage_options)
     done = {p: -1 for p in partitions}
     for name in TABLES:
         try:
-            dt = DeltaTable(table_uri(lake_uri, name), storage_options=dict(storage_options or {}) or None)
+            dt = DeltaTable(table_uri(lake_uri, name), storage_options=opts)
         except TableNotFoundError:
             continue
         for p in partitions:

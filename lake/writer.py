@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from lake.storage import resolve_storage_options
 from lake.tables import SCHEMAS, SESSIONS, TABLES, table_uri
 
 __all__ = ["LakeWriter", "TopicPartition", "app_id_for"]
@@ -46,7 +47,8 @@ class LakeWriter:
     ) -> None:
         self.lake_uri = str(lake_uri)
         self.app_id = app_id
-        self.storage_options = dict(storage_options) if storage_options else None
+        # Default: the environment's object-store options for an s3:// lake (lake.storage).
+        self.storage_options = resolve_storage_options(self.lake_uri, storage_options)
         self.max_attempts = max_attempts
         self._tables: dict[str, DeltaTable] = {}
 
