@@ -86,7 +86,7 @@ class Ingestor:
         self.guard = PartitionGuard(self.writer, run=self.committer.run, partition_log=partition_log, clock=clock,
                                     counters=self.counters)
         self.sessions = OpenSessions()
-        self.lake_sessions = LakeSessions(settings.lake_uri)
+        self.lake_sessions = LakeSessions(settings.lake_uri, storage_options=self.writer.storage_options)
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-lookup")
         self.batch = RowBatch()
         self._assigned: set[TP] = set()
