@@ -1,4 +1,4 @@
-"""`python -m lake sql|stats|compare|snapshot|wait|maintain`: query, inspect, export and maintain the lake."""
+"""`python -m lake sql|stats|compare|snapshot|wait|maintain|ui`: query, inspect, export, maintain and browse the lake."""
 
 from __future__ import annotations
 
@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "json"), default="table")
     _add_common(p)
     p.set_defaults(func=_maintain)
+
+    p = sub.add_parser("ui", help="read-only web pages over the lake: sessions, turns, runs chart, tasks, dead letters")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, this machine only; another address exposes the lake)")
+    _add_common(p)
+    p.set_defaults(func=_ui)
     return parser
 
 
@@ -286,7 +293,7 @@ def _compare(args: argparse.Namespace) -> int:
         view.add_row(
             *[str(r[g]) for g in groups], str(r["sessions"]),
             _mean_ci(r["reward_mean"], r["reward_ci95"]), _mean_ci(r["achievements_mean"], r["achievements_ci95"]),
-            "-" if r["valid_tool_call_rate"] is None else f"{r['valid_tool_call_rate']:.2f}",
+            _mean_ci(r["valid_tool_call_rate"], r["valid_tool_call_rate_ci95"]),
             "-" if r["turns_mean"] is None else f"{r['turns_mean']:.1f}",
         )
     Console().print(view)
@@ -295,7 +302,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 _COMPARE_METRICS = {
     "sessions", "reward_mean", "reward_std", "reward_ci95", "achievements_mean", "achievements_std",
-    "achievements_ci95", "valid_tool_call_rate", "turns_mean",
+    "achievements_ci95", "valid_tool_call_rate", "valid_tool_call_rate_ci95", "turns_mean",
 }
 
 
@@ -505,6 +512,22 @@ def _maintain(args: argparse.Namespace) -> int:
             )
         Console().print(table)
     return 1 if any(r.errors for r in report) else 0
+
+
+# -- ui -------------------------------------------------------------------------------------
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import os
+
+    from lake.duck import is_local
+    from lake.ui.server import serve
+
+    lake_uri = _lake_uri(args)
+    if is_local(lake_uri):  # the printed snapshot commands then work from any folder
+        lake_uri = os.path.abspath(lake_uri.removeprefix("file://"))
+    serve(lake_uri, host=args.host, port=args.port, reader=args.reader)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Experiment comparison from the lake itself: per model/run, reward and achievements with 95% CIs."""
+"""Experiment comparison from the lake itself: per model/run, reward, achievements and valid tool-call rate with 95% CIs."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ SELECT {group_cols},
        stddev_samp(achievements_count) AS achievements_std,
        1.96 * stddev_samp(achievements_count) / sqrt(count(achievements_count)) AS achievements_ci95,
        avg(valid_rate) AS valid_tool_call_rate,
+       1.96 * stddev_samp(valid_rate) / sqrt(count(valid_rate)) AS valid_tool_call_rate_ci95,
        avg(turns) AS turns_mean
 FROM per_session
 GROUP BY ALL

@@ -41,4 +41,4 @@ def test_help_exits_0(argv, tmp_path):
 
 
 def test_every_lake_subcommand_is_covered():
-    assert {"sql", "stats", "compare", "snapshot", "wait", "maintain"} <= set(_lake_subcommands())
+    assert {"sql", "stats", "compare", "snapshot", "wait", "maintain", "ui"} <= set(_lake_subcommands())

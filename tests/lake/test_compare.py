@@ -29,6 +29,9 @@ def test_compare_groups_by_model_and_run_with_intervals(tmp_path):
     valid = [e["valid"] for s in base for e in s.events if e["type"] == "turn"]
     # Every session has the same number of turns, so the mean of per-session rates is the overall rate.
     assert math.isclose(by_run["base"]["valid_tool_call_rate"], sum(valid) / len(valid))
+    rates = [sum(e["valid"] for e in s.events if e["type"] == "turn") / 3 for s in base]
+    rate_std = math.sqrt(sum((r - sum(rates) / 6) ** 2 for r in rates) / 5)
+    assert math.isclose(by_run["base"]["valid_tool_call_rate_ci95"], 1.96 * rate_std / math.sqrt(6), abs_tol=1e-12)
     assert by_run["base"]["turns_mean"] == 3
 
 
