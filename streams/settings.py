@@ -76,7 +76,9 @@ class WorkerSettings(KafkaSettings):
     # Records Faust may prefetch per partition before it pauses the fetcher (Faust's default, 4096,
     # starves a bulk agent).
     stream_buffer_maxsize: int = Field(default=32_768, ge=1)
-    # Hand records to the agent without Faust's per-record wait_first (streams/worker/transport.py).
+    # Hand the rollout topic's records to the agent a fetch at a time as raw messages
+    # (streams/worker/transport.py); false: Faust's own per-record events, `noack_take` batches
+    # of TAKE_MAX_RECORDS within TAKE_WITHIN_S, and the stream buffer below.
     fast_delivery: bool = True
     # A finalized session leaves memory this long after its row is committed; a later event
     # for it is resolved against the lake.

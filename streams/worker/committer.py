@@ -34,11 +34,13 @@ class Committer:
         counters: Counter[str],
         hooks: CommitHooks | None = None,
         on_committed: Callable[[RowBatch, dict[str, int]], Any] | None = None,
+        ack: Callable[[Any], Any] | None = None,
     ) -> None:
         self.writer = writer
         self.counters = counters
         self.hooks = hooks or NoHooks()
         self.on_committed = on_committed
+        self.ack = ack or (lambda event: event.ack())  # a Faust event, or what the worker hands in
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
         self._appenders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-append")
         self.failure: BaseException | None = None
@@ -78,8 +80,9 @@ class Committer:
             return
         finally:
             self._in_flight = None
+        ack = self.ack
         for event in batch.events:
-            event.ack()
+            ack(event)
         for table, n in written.items():
             self.counters[f"rows_{table}"] += n
         self.counters["batches"] += 1

@@ -211,6 +211,20 @@ class PartitionGuard:
             self._last_record[tp] = self.clock()  # one probe per idle period
             self._probing.discard(tp)
 
+    def state(self) -> dict[TP, dict[str, object]]:
+        """Per partition: the next offset to fold, a pending seek, the last whole batch (for /health)."""
+        committed = self.last_committed()
+        now = self.clock()
+        return {
+            tp: {
+                "next": expected,
+                "committed": committed.get(tp),
+                "seeking": self._seeking[tp][0] if tp in self._seeking else None,
+                "idle_s": round(now - self._last_record[tp], 1) if tp in self._last_record else None,
+            }
+            for tp, expected in sorted(self._next.items())
+        }
+
     def last_committed(self) -> dict[TP, int]:
         """The last offset whose batch is whole in the lake, per partition (for metrics)."""
         out: dict[TP, int] = {}

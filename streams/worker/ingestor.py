@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from lake.tables import DEAD_LETTERS, REWARDS, TURNS
+from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
 from streams.assembly import fold_event, session_row, session_status
@@ -25,7 +25,7 @@ from streams.settings import WorkerSettings
 from streams.worker.committer import Committer
 from streams.worker.guard import TP, LogResetError, PartitionGuard, PartitionLog
 from streams.worker.hooks import CommitHooks, load_hooks
-from streams.worker.sessions import LakeSessions, OpenSessions
+from streams.worker.sessions import KnownSessions, LakeSessions, OpenSessions
 
 __all__ = ["Ingestor", "Record"]
 
@@ -44,7 +44,7 @@ class Record(NamedTuple):
     partition: int
     offset: int
     timestamp: float  # seconds since the epoch (Kafka record timestamp)
-    ack: Any = None  # a Faust event, acknowledged once the record's batch is committed
+    ack: Any = None  # a Faust event or message, acknowledged once the record's batch is committed
 
 
 SendDeadLetter = Callable[[bytes | None, bytes | None, dict[str, str]], Awaitable[Any]]
@@ -71,6 +71,7 @@ class Ingestor:
         crash: Callable[[BaseException], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
         hooks: CommitHooks | None = None,
+        ack: Callable[[Any], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.send_dead_letter = send_dead_letter
@@ -81,7 +82,7 @@ class Ingestor:
         self.counters: Counter[str] = Counter()
         self.committer = Committer(
             self.writer, counters=self.counters, hooks=hooks or load_hooks(settings.worker_hooks),
-            on_committed=self._on_committed,
+            on_committed=self._on_committed, ack=ack,
         )
         self.guard = PartitionGuard(self.writer, run=self.committer.run, partition_log=partition_log, clock=clock,
                                     counters=self.counters)
@@ -94,6 +95,10 @@ class Ingestor:
         # One batch is filled at a time: the record path and the timers' flushes take turns.
         self._lock = asyncio.Lock()
         self._load_open: asyncio.Future[None] | None = None  # open sessions of the last assignment
+        # Which session ids the lake holds (None while it is being read): a batch looks up only those.
+        self.known: KnownSessions | None = None
+        self._known_builds = 0
+        self._known_pending: list[str] = []  # ids committed while a filter is being read
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -122,15 +127,25 @@ class Ingestor:
         topic = self.settings.rollout_topic
         partitions = [p for _, p in tps]
 
-        def load() -> dict[str, tuple[dict[str, Any], tuple[str, bool]]]:
-            sids = self.lake_sessions.open_sessions(topic, partitions)
-            return self.lake_sessions.load(sids, topic=topic, partition_of={})
+        def load() -> tuple[KnownSessions, dict[str, tuple[dict[str, Any], tuple[str, bool]]]]:
+            known = KnownSessions(capacity=max(1 << 16, 2 * self.lake_sessions.count(SESSIONS)))
+            sids = self.lake_sessions.scan_ids(topic, partitions, known)
+            return known, self.lake_sessions.load(sids, topic=topic, partition_of={})
 
+        # Until the new filter is read, every unknown id is looked up in the lake.
+        self.known = None
+        self._known_builds += 1
         try:
-            states = await asyncio.get_running_loop().run_in_executor(self._lookups, load)
+            known, states = await asyncio.get_running_loop().run_in_executor(self._lookups, load)
         except Exception as exc:  # noqa: BLE001 - their next events load them one by one instead
             log.error("could not read the open sessions of %s from the lake (%r); they load on their next event", tps, exc)
             return
+        finally:
+            self._known_builds -= 1
+        known.update(self._known_pending)
+        if not self._known_builds:
+            self._known_pending.clear()
+            self.known = known
         for sid, (st, written) in states.items():
             if sid not in self.sessions:
                 self.sessions.put(sid, st)
@@ -183,6 +198,8 @@ class Ingestor:
             except LogResetError as exc:
                 await self._fail(exc)
                 raise
+        if self._load_open is not None and not self._load_open.done():
+            await asyncio.shield(self._load_open)  # the open sessions and the id filter: one read
         async with self._lock:
             await self._handle_admitted([r for r in records if await self.guard.admit((r.topic, r.partition), r.offset)])
 
@@ -236,6 +253,12 @@ class Ingestor:
     async def _load_missing(self, partition_of: dict[str, int]) -> None:
         """Bring sessions the batch touches back from the lake, if the lake has them."""
         missing = [sid for sid in partition_of if sid not in self.sessions]
+        known = self.known
+        if known is not None and missing:
+            # An id the filter has never seen is a new session: nothing to read.
+            before = len(missing)
+            missing = [sid for sid, maybe in zip(missing, known.contains(missing)) if maybe]
+            self.counters["new_sessions_not_looked_up"] += before - len(missing)
         if not missing:
             return
         topic = self.settings.rollout_topic
@@ -342,6 +365,11 @@ class Ingestor:
 
     async def _on_committed(self, batch: RowBatch, written: dict[str, int]) -> None:
         self.guard.committed(batch.offsets)
+        # Before their sessions may leave memory, the filter knows them.
+        if self.known is not None:
+            self.known.update(batch.sessions)
+        if self._known_builds:
+            self._known_pending.extend(batch.sessions)
         self.sessions.committed(batch.sessions.values(), now=self.clock(), evict_after_s=self.settings.evict_after_s,
                                 dirty=self.batch.dirty_sessions)
         for (topic, partition, offset), key, value, error in batch.isolated:

@@ -10,10 +10,12 @@ a turn written a week ago still makes no row and a late reward still lands on it
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -23,7 +25,7 @@ from deltalake.exceptions import TableNotFoundError
 from lake.tables import REWARDS, SCHEMAS, SESSIONS, TURNS, table_uri
 from streams.assembly import state_from_lake
 
-__all__ = ["CachedSession", "LakeSessions", "OpenSessions"]
+__all__ = ["CachedSession", "KnownSessions", "LakeSessions", "OpenSessions"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,65 @@ class OpenSessions:
             del self._by_id[sid]
 
 
+class KnownSessions:
+    """A Bloom filter of the session ids the lake holds: "no" is certain, "maybe" asks the lake.
+
+    Without it, every batch that starts new sessions scans the `sessions` table for their ids,
+    a cost that grows with the lake. Filled from the table once per assignment and from every
+    committed batch after. When a layer fills, a twice larger one with half the error rate is
+    added (a scalable Bloom filter), so the false-positive rate stays under `error`, at about
+    11 MB per million ids of capacity (one byte per bit, for vectorised numpy updates). Hashes are Python's
+    own, so the filter only lives in this process's memory.
+    """
+
+    def __init__(self, capacity: int = 1 << 16, error: float = 0.01) -> None:
+        self.error = error
+        self._layers: list[tuple[np.ndarray, int, int]] = []  # (bits, n_hashes, capacity)
+        self._count = 0  # ids added to the newest layer
+        self._add_layer(capacity, error / 2)
+
+    def _add_layer(self, capacity: int, error: float) -> None:
+        n_bits = max(64, math.ceil(-capacity * math.log(error) / math.log(2) ** 2))
+        n_hashes = max(1, round(n_bits / capacity * math.log(2)))
+        self._layers.append((np.zeros(n_bits, dtype=np.bool_), n_hashes, capacity))
+        self._count = 0
+
+    @staticmethod
+    def _positions(sids: list[str], n_bits: int, n_hashes: int) -> np.ndarray:
+        h = np.fromiter((hash(s) for s in sids), dtype=np.int64, count=len(sids)).view(np.uint64)
+        h1, h2 = h & np.uint64(0xFFFFFFFF), (h >> np.uint64(32)) | np.uint64(1)
+        return (h1[:, None] + np.arange(n_hashes, dtype=np.uint64)[None, :] * h2[:, None]) % np.uint64(n_bits)
+
+    def contains(self, sids: list[str]) -> np.ndarray:
+        """One bool per id: whether the lake may hold it."""
+        found = np.zeros(len(sids), dtype=np.bool_)
+        if sids:
+            for bits, n_hashes, _ in self._layers:
+                found |= bits[self._positions(sids, len(bits), n_hashes)].all(axis=1)
+        return found
+
+    def __contains__(self, sid: str) -> bool:
+        return bool(self.contains([sid])[0])
+
+    def update(self, sids: Iterable[str]) -> None:
+        sids = list(sids)
+        while sids:
+            bits, n_hashes, capacity = self._layers[-1]
+            if self._count >= capacity:
+                self._add_layer(capacity * 2, self.error * 0.5 ** len(self._layers))
+                continue
+            chunk, sids = sids[: capacity - self._count], sids[capacity - self._count :]
+            bits[self._positions(chunk, len(bits), n_hashes)] = True
+            self._count += len(chunk)
+
+    def add(self, sid: str) -> None:
+        self.update([sid])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(bits.nbytes for bits, *_ in self._layers)
+
+
 class LakeSessions:
     """Reads session state back from the lake's Delta tables (runs in a worker thread)."""
 
@@ -114,6 +175,10 @@ class LakeSessions:
         # cannot compare with the string statistics); the worker added any newer column at start.
         return dt.to_pyarrow_dataset(schema=SCHEMAS[name])
 
+    def count(self, name: str) -> int:
+        dataset = self._dataset(name)
+        return 0 if dataset is None else dataset.count_rows()
+
     def _rows(self, name: str, columns: list[str], session_ids: list[str]) -> list[dict[str, Any]]:
         dataset = self._dataset(name)
         if dataset is None:
@@ -129,19 +194,31 @@ class LakeSessions:
                 out.extend(batch.filter(mask).to_pylist())
         return out
 
-    def open_sessions(self, topic: str, partitions: list[int]) -> list[str]:
-        """Ids of the unfinalized sessions of these partitions."""
+    def scan_ids(self, topic: str, partitions: list[int], known: KnownSessions | None = None) -> list[str]:
+        """Ids of the unfinalized sessions of these partitions; every id the lake holds goes to `known`.
+
+        All ids, not only these partitions': a producer that picks partitions by hand can spread
+        one session over several, and such a session must still be found.
+        """
         dataset = self._dataset(SESSIONS)
-        if dataset is None or "kafka_partition" not in dataset.schema.names:
+        if dataset is None:
             return []
+        names = set(dataset.schema.names)
+        by_partition = "kafka_partition" in names
+        columns = ["session_id", "finalized", *(["kafka_topic", "kafka_partition"] if by_partition else [])]
         out: list[str] = []
-        for batch in dataset.to_batches(columns=["session_id", "kafka_topic", "kafka_partition", "finalized"]):
+        for batch in dataset.to_batches(columns=columns):
+            ids = batch.column("session_id").cast(pa.string())
+            if known is not None:
+                known.update(ids.to_pylist())
+            if not by_partition:
+                continue
             mask = pc.and_(
                 pc.and_(pc.equal(batch.column("kafka_topic").cast(pa.string()), topic),
                         pc.is_in(batch.column("kafka_partition"), value_set=pa.array(partitions, type=pa.int32()))),
                 pc.invert(pc.fill_null(batch.column("finalized"), False)),
             )
-            out.extend(batch.filter(mask).column("session_id").to_pylist())
+            out.extend(ids.filter(mask).to_pylist())
         return out
 
     def load(

@@ -10,6 +10,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from streams.app import app, settings
+from streams.worker import transport
 from streams.worker.ingestor import Ingestor, Record
 from streams.worker.metrics import WorkerCollector, render_metrics
 
@@ -79,7 +80,22 @@ class _FaustPartitionLog:
         await app.consumer.seek_wait({TP(*tp): offset})
 
 
-ingestor = Ingestor(settings, send_dead_letter=_send_dead_letter, partition_log=_FaustPartitionLog(), crash=app.crash)
+# With FAST_DELIVERY (the default) the consumer hands the rollout topic's records over a fetch at
+# a time and each is acked as the raw message it came as; otherwise they come as Faust events.
+bulk: transport.Bulk | None = None
+if settings.fast_delivery:
+    bulk = transport.Consumer.bulk = transport.Bulk({settings.rollout_topic})
+
+
+def _ack(item: Any) -> None:
+    if bulk is not None:
+        app.consumer.ack(item)
+    else:
+        item.ack()
+
+
+ingestor = Ingestor(settings, send_dead_letter=_send_dead_letter, partition_log=_FaustPartitionLog(), crash=app.crash,
+                    ack=_ack)
 
 
 def _highwater(tp: tuple[str, int]) -> int | None:
@@ -104,17 +120,31 @@ async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 
 @app.on_partitions_revoked.connect
 async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-    await ingestor.on_revoked((tp.topic, tp.partition) for tp in revoked)
+    gone = {(tp.topic, tp.partition) for tp in revoked}
+    if bulk is not None:
+        bulk.drop(lambda m: (m.topic, m.partition) not in gone)
+    await ingestor.on_revoked(gone)
 
 
 @app.agent(rollout_topic)
 async def ingest(stream: Any) -> None:
-    # Records in bulk, acked by hand once their batch is in the lake.
-    async for events in stream.noack_take(settings.take_max_records, within=settings.take_within_s):
+    """Records in bulk, acked by hand once their batch is in the lake."""
+    if bulk is None:
+        async for events in stream.noack_take(settings.take_max_records, within=settings.take_within_s):
+            await ingestor.handle_batch([
+                Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                       e.message.timestamp, e)
+                for e in events
+            ])
+        return
+    # Subscribe the topic as iterating the stream would; its records come through `bulk` instead.
+    app.topics.add(rollout_topic)
+    while True:
+        messages = await bulk.get(settings.take_max_records)
+        assigned = set(ingestor.assigned)
         await ingestor.handle_batch([
-            Record(e.message.key, e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                   e.message.timestamp, e)
-            for e in events
+            Record(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp, m)
+            for m in messages if (m.topic, m.partition) in assigned
         ])
 
 
@@ -128,10 +158,21 @@ async def _session_timers() -> None:
     await ingestor.tick_sessions()
 
 
+def _partitions() -> dict[str, dict[str, object]]:
+    """The guard's view of each partition next to the consumer's: where a stall would show."""
+    out = {}
+    read_offsets = getattr(app.consumer, "_read_offset", {})
+    for tp, state in ingestor.guard.state().items():
+        state = dict(state, highwater=_highwater(tp), read_offset=read_offsets.get(TP(*tp)))
+        out[f"{tp[0]}/{tp[1]}"] = state
+    return out
+
+
 @app.timer(interval=30.0)
 async def _report() -> None:
     if ingestor.counters:
-        log.info("ingest counters: %s; open sessions in memory: %d", dict(sorted(ingestor.counters.items())), ingestor.open_sessions)
+        log.info("ingest counters: %s; open sessions in memory: %d; partitions: %s",
+                 dict(sorted(ingestor.counters.items())), ingestor.open_sessions, _partitions())
 
 
 @app.page("/health")
@@ -142,8 +183,10 @@ class Health(View):
             "status": "failed" if failure else "ok",
             "error": repr(failure) if failure else None,
             "assigned": [f"{t}/{p}" for t, p in ingestor.assigned],
+            "delivery": "bulk" if bulk is not None else "events",
             "open_sessions": ingestor.open_sessions,
             "committed_offsets": {f"{t}/{p}": o for (t, p), o in sorted(ingestor.guard.last_committed().items())},
+            "partitions": _partitions(),
             "counters": dict(sorted(ingestor.counters.items())),
         }
         return self.json(body, status=500 if failure else 200)

@@ -9,6 +9,7 @@ import time
 from streams.settings import WorkerSettings
 from streams.synthetic import make_sessions
 from streams.worker import Ingestor, Record
+from streams.worker.sessions import KnownSessions
 from tests.faults.conftest import read
 from tests.streams.conftest import lake_counts
 
@@ -99,6 +100,51 @@ def test_a_restarted_worker_rebuilds_only_the_open_sessions_of_its_partitions(tm
     row = next(r for r in read(lake, "sessions").to_pylist() if r["session_id"] == open_one.session_id)
     assert row["finalized"] and row["turns_received"] == 3 and row["total_reward"] is not None
     assert lake_counts(lake)["turns"] == 12
+
+
+def test_known_sessions_never_forget_an_id_and_rarely_claim_one():
+    known = KnownSessions(capacity=1_000, error=0.01)
+    ids = [f"session-{i}" for i in range(20_000)]  # 20x the first layer: several layers
+    known.update(ids[:7_000])
+    for sid in ids[7_000:]:
+        known.add(sid)
+    assert known.contains(ids).all() and ids[123] in known
+    strangers = [f"other-{i}" for i in range(50_000)]
+    assert known.contains(strangers).mean() < 0.02
+
+
+def test_new_sessions_skip_the_lake_and_known_ones_are_found(tmp_path):
+    """A batch of new sessions reads nothing from the lake; a session the lake holds is still found."""
+    lake = str(tmp_path / "lake")
+    old, *new = make_sessions(4, 3, seed=5, judgment_every=0)
+    settings = WorkerSettings(lake_uri=lake, rollout_topic="t", evict_after_s=0)
+
+    async def first() -> None:
+        ingestor = Ingestor(settings)
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        await ingestor.handle_batch(_records(old.events, 0, time.time()))
+        await ingestor.stop()
+
+    async def second() -> Ingestor:
+        ingestor = Ingestor(settings)
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        await ingestor._load_open
+        assert ingestor.known is not None and old.session_id in ingestor.known
+        duplicate = next(e for e in old.events if e["type"] == "turn")
+        events = [duplicate] + [e for s in new for e in s.events]
+        await ingestor.handle_batch(_records(events, len(old.events), time.time()))
+        await ingestor.stop()
+        return ingestor
+
+    asyncio.run(first())
+    ingestor = asyncio.run(second())
+    assert ingestor.counters["new_sessions_not_looked_up"] == 3
+    assert ingestor.counters["lake_lookups"] == 1 and ingestor.counters["sessions_reloaded"] == 1
+    assert ingestor.counters["duplicates"] == 1
+    assert lake_counts(lake)["turns"] == 12 and lake_counts(lake)["sessions"] == 4
+    assert new[0].session_id in ingestor.known  # committed ids join the filter
 
 
 def test_a_lake_from_before_the_partition_columns_gets_them_and_keeps_its_rows(tmp_path):

@@ -138,7 +138,10 @@ def test_health_and_prometheus_metrics_on_the_web_port(broker, topic_factory, la
 
     wait_for(metrics_ready, 30, "the metrics page to count 60 turns", [worker])
     health = json.loads(get("/health"))
-    assert health["status"] == "ok" and len(health["assigned"]) == 4
+    assert health["status"] == "ok" and len(health["assigned"]) == 4 and health["delivery"] == "bulk"
+    assert health["counters"].get("new_sessions_not_looked_up", 0) > 0, health  # the lake was not scanned for new ids
+    parts = health["partitions"]
+    assert len(parts) == 4 and all(p["seeking"] is None and p["next"] == p["highwater"] for p in parts.values()), parts
     assert sum(health["committed_offsets"].values()) >= len(to_records(sessions, seed=9)) - 4
     metrics = get("/metrics")
     for name in ("rollout_lake_open_sessions", "rollout_lake_consumer_lag", "rollout_lake_committed_offset",
