@@ -78,7 +78,7 @@ class WorkerSettings(KafkaSettings):
     stream_buffer_maxsize: int = Field(default=32_768, ge=1)
     # Hand the rollout topic's records to the agent a fetch at a time as raw messages
     # (streams/worker/transport.py); false: Faust's own per-record events, `noack_take` batches
-    # of TAKE_MAX_RECORDS within TAKE_WITHIN_S, and the stream buffer below.
+    # of TAKE_MAX_RECORDS within TAKE_WITHIN_S, and the stream buffer above.
     fast_delivery: bool = True
     # A finalized session leaves memory this long after its row is committed; a later event
     # for it is resolved against the lake.
