@@ -46,3 +46,24 @@ def lake_uri_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], s
         return str(tmp_path_factory.mktemp("lake"))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real S3-API server (moto's server mode, its own process) for the whole test session."""
+    from tests.s3server import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_lake_factory(s3_server, monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """A fresh s3://bucket/lake per call, with this process's AWS_* variables pointing at the server."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+
+    def make() -> str:
+        return f"s3://{s3_server.bucket()}/lake"
+
+    return make
