@@ -5,13 +5,17 @@ Kafka offset folded into that commit. Before every write the writer refreshes th
 DeltaTable object it commits with, reads those versions and drops rows at or below them; after
 a commit error it reloads and checks again, because an error can hide a commit that succeeded.
 delta-rs itself does not skip a repeated app_id/version, so this check is what makes replay safe.
+Several workers may commit to one table at once (each with its own partitions' app ids): delta-rs
+rebases a plain append on the other's commit itself; a conflict it cannot resolve (a MERGE
+whose files another commit touched) comes back as CommitFailedError and is run again here.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,12 +48,14 @@ class LakeWriter:
         app_id: str = DEFAULT_APP_ID,
         storage_options: Mapping[str, str] | None = None,
         max_attempts: int = 5,
+        max_conflicts: int = 100,
     ) -> None:
         self.lake_uri = str(lake_uri)
         self.app_id = app_id
         # Default: the environment's object-store options for an s3:// lake (lake.storage).
         self.storage_options = resolve_storage_options(self.lake_uri, storage_options)
         self.max_attempts = max_attempts
+        self.max_conflicts = max_conflicts
         self._tables: dict[str, DeltaTable] = {}
 
     # -- tables -----------------------------------------------------------------------------
@@ -106,7 +112,8 @@ class LakeWriter:
         offset folded into this batch per partition (it may exceed the last row's offset).
         """
         rows = rows.cast(SCHEMAS[name]) if rows.schema != SCHEMAS[name] else rows
-        for attempt in range(1, self.max_attempts + 1):
+
+        def once() -> int:
             dt = self._refresh(name)
             committed = {tp: self._version(dt, tp) for tp in offsets}
             fresh = _rows_after(rows, committed)
@@ -117,20 +124,10 @@ class LakeWriter:
             ]
             if fresh.num_rows == 0:
                 return 0
-            try:
-                write_deltalake(
-                    dt,
-                    fresh,
-                    mode="append",
-                    commit_properties=CommitProperties(app_transactions=txns),
-                )
-                return fresh.num_rows
-            except (CommitFailedError, DeltaError, OSError) as exc:
-                if attempt == self.max_attempts:
-                    raise
-                log.warning("commit to %s failed (%s); reloading and re-checking offsets", name, exc)
-                time.sleep(min(0.2 * 2**attempt, 3.0))
-        return 0  # pragma: no cover - loop always returns or raises
+            write_deltalake(dt, fresh, mode="append", commit_properties=CommitProperties(app_transactions=txns))
+            return fresh.num_rows
+
+        return self._with_retries(f"append to {name}", once)
 
     def upsert_sessions(self, rows: pa.Table, *, offsets: Mapping[TopicPartition, int] | None = None) -> int:
         """MERGE session state rows by session_id; an older state never replaces a newer one.
@@ -140,7 +137,8 @@ class LakeWriter:
         offsets, so a crash between the appends and this MERGE is replayed from the log.
         """
         rows = rows.cast(SCHEMAS[SESSIONS]) if rows.schema != SCHEMAS[SESSIONS] else rows
-        for attempt in range(1, self.max_attempts + 1):
+
+        def once() -> int:
             dt = self._refresh(SESSIONS)
             txns = []
             for tp, offset in sorted((offsets or {}).items()):
@@ -148,30 +146,61 @@ class LakeWriter:
                     txns.append(Transaction(app_id_for(self.app_id, *tp), offset))
             if rows.num_rows == 0 and not txns:
                 return 0
-            try:
-                if rows.num_rows == 0:  # a MERGE of nothing commits nothing: append nothing instead
-                    write_deltalake(dt, rows, mode="append", commit_properties=CommitProperties(app_transactions=txns))
-                    return 0
-                (
-                    dt.merge(
-                        rows,
-                        predicate="t.session_id = s.session_id",
-                        source_alias="s",
-                        target_alias="t",
-                        commit_properties=CommitProperties(app_transactions=txns or None),
-                    )
-                    # Equal offsets still update: time alone (grace, idle timeout) can change a row.
-                    .when_matched_update_all(predicate="s.last_offset >= t.last_offset")
-                    .when_not_matched_insert_all()
-                    .execute()
+            if rows.num_rows == 0:  # a MERGE of nothing commits nothing: append nothing instead
+                write_deltalake(dt, rows, mode="append", commit_properties=CommitProperties(app_transactions=txns))
+                return 0
+            (
+                dt.merge(
+                    rows,
+                    predicate="t.session_id = s.session_id",
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=CommitProperties(app_transactions=txns or None),
                 )
-                return rows.num_rows
-            except (CommitFailedError, DeltaError, OSError) as exc:
-                if attempt == self.max_attempts:
+                # Equal offsets still update: time alone (grace, idle timeout) can change a row.
+                .when_matched_update_all(predicate="s.last_offset >= t.last_offset")
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            return rows.num_rows
+
+        return self._with_retries("merge into sessions", once)
+
+    def _with_retries(self, what: str, once: Callable[[], int]) -> int:
+        """Run `once` until it commits. A conflict with another writer's commit (several workers
+        on one lake: a MERGE whose files another commit changed) is re-run from a fresh read,
+        many times with jitter; a store error is retried `max_attempts` times. Each run re-reads
+        the table's app transactions first, so a commit that did land is never written twice."""
+        conflicts = errors = 0
+        while True:
+            try:
+                return once()
+            except CommitFailedError as exc:
+                if not _is_conflict(exc):
+                    errors += 1
+                    if errors >= self.max_attempts:
+                        raise
+                    log.warning("%s failed (%s); reloading and re-checking offsets", what, exc)
+                    time.sleep(min(0.2 * 2**errors, 3.0))
+                    continue
+                conflicts += 1
+                if conflicts > self.max_conflicts:
                     raise
-                log.warning("merge into sessions failed (%s); retrying", exc)
-                time.sleep(min(0.2 * 2**attempt, 3.0))
-        return 0  # pragma: no cover
+                log.info("%s lost a race with a concurrent commit (%s); re-reading and retrying",
+                         what, str(exc).splitlines()[0])
+                time.sleep(random.uniform(0.02, min(0.05 * 2 ** min(conflicts, 6), 2.0)))
+            except (DeltaError, OSError) as exc:
+                errors += 1
+                if errors >= self.max_attempts:
+                    raise
+                log.warning("%s failed (%s); reloading and re-checking offsets", what, exc)
+                time.sleep(min(0.2 * 2**errors, 3.0))
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A commit another writer's commit got in the way of (not a store or data error)."""
+    text = str(exc).lower()
+    return "concurrent" in text or "already exists" in text or "conflict" in text
 
 
 def _rows_after(rows: pa.Table, committed: Mapping[TopicPartition, int]) -> pa.Table:
