@@ -9,6 +9,7 @@ were ever bypassed. Loopback servers accept only loopback Host headers (no DNS r
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from collections.abc import AsyncIterator
@@ -122,10 +123,11 @@ def create_app(lake_uri: str, *, reader: str = "auto", host: str = "127.0.0.1",
         try:
             with lake_reader.pinned() as lake:
                 context["versions"] = dict(lake.versions)
-                context["choices"] = queries.choices(lake)
+                context["choices"] = lake_reader.memo("choices", lambda: queries.choices(lake))
                 if spec is not None:
-                    result = queries.list_sessions(lake, spec, sort=sort, offset=(page - 1) * size, limit=size)
-                    context.update(result)
+                    key = ("counts", json.dumps(spec.to_dict(), sort_keys=True))
+                    context.update(lake_reader.memo(key, lambda: queries.session_counts(lake, spec)))
+                    context["rows"] = queries.list_sessions(lake, spec, sort=sort, offset=(page - 1) * size, limit=size)
                     context["command"] = snapshot_command(spec, lake_uri)
         except FilterSpecError as exc:
             context["error"] = str(exc)
@@ -183,7 +185,7 @@ def create_app(lake_uri: str, *, reader: str = "auto", host: str = "127.0.0.1",
 
         try:
             with lake_reader.pinned() as lake:
-                rows = compare_runs(lake, by=by)
+                rows = [dict(r) for r in lake_reader.memo(("runs", by), lambda: compare_runs(lake, by=by))]
                 versions = dict(lake.versions)
         except LakeError as exc:
             return failed(request, exc, 503, started)
@@ -208,7 +210,8 @@ def create_app(lake_uri: str, *, reader: str = "auto", host: str = "127.0.0.1",
         objective = q.get("objective") or None
         try:
             with lake_reader.pinned() as lake:
-                result = queries.task_stats(lake, objective=objective, sort=sort, offset=(page - 1) * size, limit=size)
+                rows = lake_reader.memo("tasks", lambda: queries.task_stats(lake))
+                result = queries.task_page(rows, objective=objective, sort=sort, offset=(page - 1) * size, limit=size)
                 versions = dict(lake.versions)
         except LakeError as exc:
             return failed(request, exc, 503, started)

@@ -1,7 +1,7 @@
 """What each page reads: small SQL over the views of a pinned `lake.duck.Lake`, as plain dicts.
 
-User values reach SQL only as bound parameters or through lake.filters (whose literals are
-quoted); column names come from fixed lists.
+User values reach SQL only as quoted literals (lake.filters.lit; like the rest of the lake, no
+Python value is bound as a parameter, which would import pandas); column names come from fixed lists.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lake.filters import SnapshotSpec, session_predicates
+from lake.filters import SnapshotSpec, lit, session_predicates
 
 __all__ = [
-    "SESSION_SORTS", "TASK_SORTS", "choices", "dead_letters", "list_sessions", "message", "session_detail",
-    "task_stats",
+    "SESSION_SORTS", "TASK_SORTS", "choices", "dead_letter", "dead_letters", "list_sessions", "message",
+    "safe_preview", "session_counts", "session_detail", "task_page", "task_stats",
 ]
 
 # Messages longer than this are cut on the session page, with a link to the whole one.
@@ -26,13 +26,7 @@ SESSION_SORTS = {
     "turns": "coalesce(s.num_turns, s.turns_received) DESC NULLS LAST",
     "session_id": "s.session_id",
 }
-TASK_SORTS = {
-    "task_id": "task_id, objective",
-    "n": "n DESC, task_id",
-    "mean": "mean DESC, task_id",
-    "std": "std DESC, task_id",
-    "success_rate": "success_rate DESC, task_id",
-}
+TASK_SORTS = ("task_id", "n", "mean", "std", "success_rate")
 
 
 def _dicts(result: Any) -> list[dict[str, Any]]:
@@ -44,60 +38,76 @@ def _where(spec: SnapshotSpec) -> str:
     return " AND ".join(f"({p})" for _, p in session_predicates(spec)) or "TRUE"
 
 
-def list_sessions(lake: Any, spec: SnapshotSpec, *, sort: str, offset: int, limit: int) -> dict[str, Any]:
-    """One page of the sessions the filters keep, with the total and matched counts by status."""
-    where = _where(spec)
+def session_counts(lake: Any, spec: SnapshotSpec) -> dict[str, Any]:
+    """How many sessions the lake holds and how many the filters keep, by status."""
     by_status = lake.query(f"""
         SELECT coalesce(s.status, '(none)') AS status, count(*) AS total,
-               count(*) FILTER (WHERE {where}) AS matched
+               count(*) FILTER (WHERE {_where(spec)}) AS matched
         FROM sessions s GROUP BY ALL ORDER BY matched DESC, total DESC, status
     """).fetchall()
-    rows = _dicts(lake.query(f"""
-        SELECT s.session_id, s.env_name, s.policy_name, s.model, s.run_id, s.task_id, s.split, s.status,
-               coalesce(s.num_turns, s.turns_received) AS turns, s.total_reward, s.achievements_count,
-               s.judgment, s.started_at
-        FROM sessions s WHERE {where}
-        ORDER BY {SESSION_SORTS[sort]}, s.session_id
-        LIMIT {int(limit)} OFFSET {int(offset)}
-    """))
     return {
-        "rows": rows,
         "total": sum(r[1] for r in by_status),
         "matched": sum(r[2] for r in by_status),
         "by_status": [(status, matched) for status, _, matched in by_status if matched],
     }
 
 
+def list_sessions(lake: Any, spec: SnapshotSpec, *, sort: str, offset: int, limit: int) -> list[dict[str, Any]]:
+    """One page of the sessions the filters keep."""
+    return _dicts(lake.query(f"""
+        SELECT s.session_id, s.env_name, s.policy_name, s.model, s.run_id, s.task_id, s.split, s.status,
+               coalesce(s.num_turns, s.turns_received) AS turns, s.total_reward, s.achievements_count,
+               s.judgment, s.started_at
+        FROM sessions s WHERE {_where(spec)}
+        ORDER BY {SESSION_SORTS[sort]}, s.session_id
+        LIMIT {int(limit)} OFFSET {int(offset)}
+    """))
+
+
 def choices(lake: Any, limit: int = 200) -> dict[str, list[str]]:
-    """Distinct values of the filterable columns, for the form's suggestions."""
-    cols = ("split", "task_id", "model", "run_id", "status", "judgment", "env_name", "policy_name")
-    row = lake.query(
-        "SELECT " + ", ".join(f"list(DISTINCT {c} ORDER BY {c})[1:{limit}]" for c in cols) + " FROM sessions"
-    ).fetchone()
-    out = {c: [v for v in (values or []) if v is not None] for c, values in zip(cols, row)}
-    out["achievement"] = [r[0] for r in lake.query(f"""
-        SELECT DISTINCT a FROM (SELECT unnest(achievements) AS a FROM sessions) WHERE a IS NOT NULL
-        ORDER BY a LIMIT {int(limit)}
+    """Distinct values of the filterable columns, for the form's suggestions.
+
+    Read from the stored rows plus the latest rewards and judgments, not through the `sessions`
+    view: the same values, without resolving every session's outcome (10x faster).
+    """
+    cols = ("split", "task_id", "model", "run_id", "status", "env_name", "policy_name")
+    out: dict[str, list[str]] = {c: [] for c in (*cols, "judgment", "achievement")}
+    rows = lake.query(f"""
+        SELECT {", ".join(cols)} FROM raw_sessions
+        GROUP BY GROUPING SETS ({", ".join(f"({c})" for c in cols)})
+    """).fetchall()
+    for row in rows:
+        for c, v in zip(cols, row):
+            if v is not None:
+                out[c].append(v)
+    out["judgment"] = [r[0] for r in lake.query("""
+        SELECT judgment FROM raw_sessions WHERE judgment IS NOT NULL
+        UNION SELECT judgment FROM latest_judgments WHERE judgment IS NOT NULL
     """).fetchall()]
-    return out
+    out["achievement"] = [r[0] for r in lake.query("""
+        SELECT a FROM (SELECT unnest(achievements) AS a FROM raw_sessions) WHERE a IS NOT NULL
+        UNION SELECT a FROM (SELECT unnest(achievements) AS a FROM latest_rewards) WHERE a IS NOT NULL
+    """).fetchall()]
+    return {c: sorted(v)[:limit] for c, v in out.items()}
 
 
 def session_detail(lake: Any, session_id: str) -> dict[str, Any] | None:
     """Everything about one session: its row, turns with their messages, rewards as received."""
-    found = _dicts(lake.query("SELECT * FROM sessions WHERE session_id = $1", [session_id]))
+    found = _dicts(lake.query(f"SELECT * FROM sessions WHERE session_id = {lit(session_id)}"))
     if not found:
         return None
     session = found[0]
-    turns = {t["turn"]: {**t, "messages": []} for t in _dicts(lake.query("""
+    sid = lit(session_id)
+    turns = {t["turn"]: {**t, "messages": []} for t in _dicts(lake.query(f"""
         SELECT turn, reward, achievements, valid, done, ts, metadata FROM raw_turns
-        WHERE session_id = $1 ORDER BY turn
-    """, [session_id]))}
+        WHERE session_id = {sid} ORDER BY turn
+    """))}
     messages = _dicts(lake.query(f"""
         SELECT turn, idx_in_turn, role, left(content, {TRUNCATE_CHARS}) AS content, length(content) AS content_chars,
                content_is_parts, left(tool_calls, {TRUNCATE_CHARS * 4}) AS tool_calls,
                length(tool_calls) AS tool_calls_chars, tool_call_id, name, ts
-        FROM raw_messages WHERE session_id = $1 ORDER BY turn, idx_in_turn
-    """, [session_id]))
+        FROM raw_messages WHERE session_id = {sid} ORDER BY turn, idx_in_turn
+    """))
     for idx, m in enumerate(messages):
         m["idx"] = idx
         m["repeat"] = False
@@ -107,14 +117,14 @@ def session_detail(lake: Any, session_id: str) -> dict[str, Any] | None:
         turn = turns.setdefault(m["turn"], {"turn": m["turn"], "missing": True, "messages": []})
         turn["messages"].append(m)
     _mark_repeats(turns)
-    rewards = _dicts(lake.query("""
+    rewards = _dicts(lake.query(f"""
         SELECT r.kind, r.objective, r.total_reward, r.achievements, r.label, r.score, r.source, r.reason, r.ts,
                r.event_id, r.kafka_partition, r.kafka_offset,
-               r.event_id IN (SELECT event_id FROM latest_rewards WHERE session_id = $1
-                              UNION ALL SELECT event_id FROM latest_judgments WHERE session_id = $1) AS in_effect
-        FROM rewards r WHERE r.session_id = $1
+               r.event_id IN (SELECT event_id FROM latest_rewards WHERE session_id = {sid}
+                              UNION ALL SELECT event_id FROM latest_judgments WHERE session_id = {sid}) AS in_effect
+        FROM rewards r WHERE r.session_id = {sid}
         ORDER BY r.ts NULLS LAST, r.kafka_partition, r.kafka_offset
-    """, [session_id]))
+    """))
     ended = session.get("ended_at")
     for r in rewards:
         r["after_end_s"] = (r["ts"] - ended).total_seconds() if ended and r["ts"] else None
@@ -125,10 +135,10 @@ def session_detail(lake: Any, session_id: str) -> dict[str, Any] | None:
 
 
 def message(lake: Any, session_id: str, turn: int, idx_in_turn: int) -> dict[str, Any] | None:
-    found = _dicts(lake.query("""
+    found = _dicts(lake.query(f"""
         SELECT session_id, turn, idx_in_turn, role, content, content_is_parts, tool_calls, tool_call_id, name, ts
-        FROM raw_messages WHERE session_id = $1 AND turn = $2 AND idx_in_turn = $3
-    """, [session_id, int(turn), int(idx_in_turn)]))
+        FROM raw_messages WHERE session_id = {lit(session_id)} AND turn = {int(turn)} AND idx_in_turn = {int(idx_in_turn)}
+    """))
     if not found:
         return None
     m = found[0]
@@ -136,15 +146,19 @@ def message(lake: Any, session_id: str, turn: int, idx_in_turn: int) -> dict[str
     return m
 
 
-def task_stats(lake: Any, *, objective: str | None, sort: str, offset: int, limit: int) -> dict[str, Any]:
-    where, params = ("objective = $1", [objective]) if objective else ("TRUE", None)
-    total = lake.query(f"SELECT count(*) FROM task_stats WHERE {where}", params).fetchone()[0]
-    rows = _dicts(lake.query(f"""
-        SELECT * FROM task_stats WHERE {where} ORDER BY {TASK_SORTS[sort]}, objective
-        LIMIT {int(limit)} OFFSET {int(offset)}
-    """, params))
-    objectives = [r[0] for r in lake.query("SELECT DISTINCT objective FROM task_stats ORDER BY 1").fetchall()]
-    return {"rows": rows, "total": int(total), "objectives": objectives}
+def task_stats(lake: Any) -> list[dict[str, Any]]:
+    """Every row of the `task_stats` view (one per task and objective), ordered by task."""
+    return _dicts(lake.query("SELECT * FROM task_stats ORDER BY task_id, objective"))
+
+
+def task_page(rows: list[dict[str, Any]], *, objective: str | None, sort: str, offset: int,
+              limit: int) -> dict[str, Any]:
+    """Filter, sort and cut the task rows (remembered per pinned versions, so paging is free)."""
+    objectives = sorted({r["objective"] for r in rows})
+    kept = [r for r in rows if objective is None or r["objective"] == objective]
+    if sort != "task_id":  # numbers high to low, missing last; ties by task
+        kept = sorted(kept, key=lambda r: (r[sort] is None, -(r[sort] or 0), r["task_id"], r["objective"]))
+    return {"rows": kept[offset:offset + limit], "total": len(kept), "objectives": objectives}
 
 
 def dead_letters(lake: Any, *, offset: int, limit: int, preview_bytes: int = 600) -> dict[str, Any]:
@@ -167,10 +181,11 @@ def dead_letters(lake: Any, *, offset: int, limit: int, preview_bytes: int = 600
 
 
 def dead_letter(lake: Any, topic: str, partition: int, offset: int) -> dict[str, Any] | None:
-    found = _dicts(lake.query("""
+    found = _dicts(lake.query(f"""
         SELECT error, key, raw, octet_length(raw) AS raw_bytes, received_at, kafka_topic, kafka_partition, kafka_offset
-        FROM raw_dead_letters WHERE kafka_topic = $1 AND kafka_partition = $2 AND kafka_offset = $3
-    """, [topic, int(partition), int(offset)]))
+        FROM raw_dead_letters
+        WHERE kafka_topic = {lit(topic)} AND kafka_partition = {int(partition)} AND kafka_offset = {int(offset)}
+    """))
     if not found:
         return None
     r = found[0]

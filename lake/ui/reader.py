@@ -9,7 +9,7 @@ never mixes two points of the worker's commits, and never holds up the worker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ class PinnedReader:
         # One DuckDB connection serves one request at a time; a local UI has one user.
         self._lock = threading.Lock()
         self._lake: Any = None
+        self._memo: dict[Hashable, Any] = {}
 
     def versions(self) -> dict[str, int]:
         from lake.pins import consistent_versions
@@ -47,7 +48,17 @@ class PinnedReader:
                                storage_options=self.storage_options or None, memory_limit=self.memory_limit)
                 lake.lock_down()
                 self._lake = lake
+                self._memo = {}
             yield self._lake
+
+    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per pinned versions: what a pinned lake answers never changes.
+        Call inside `pinned()`; a bounded number of answers is kept."""
+        if key not in self._memo:
+            if len(self._memo) >= 256:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def close(self) -> None:
         with self._lock:

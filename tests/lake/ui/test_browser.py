@@ -29,6 +29,10 @@ def test_sessions_list_shows_counts_and_pages(page, ui_url):
 
 def test_filter_form_narrows_the_list_and_prints_the_exact_snapshot_command(page, ui_url, ui_lake):
     page.goto(ui_url)
+    suggested = lambda key: [o.get_attribute("value") for o in page.locator(f"#choices-{key} option").all()]  # noqa: E731
+    assert suggested("models") == ["gpt-4o-mini", "gpt-a", "gpt-b"]
+    assert suggested("judgment") == ["acceptable"]  # a late judgment, from the rewards table
+    assert suggested("required_achievements") == ["collect_wood", "place_table"]
     page.fill("input[name=models]", "gpt-b")
     page.fill("input[name=min_reward]", "2")
     page.fill("input[name=splits]", "train")
