@@ -1,7 +1,8 @@
 """The README runs as written: the five-minute tour literally, then every other block that can run here.
 
 The tour runs in a fresh folder outside the repository against a fresh broker and worker; the
-only change is the port (the block's `9092`, and KAFKA_BOOTSTRAP_SERVERS / WEB_PORT to match).
+only change is the ports (the block's `9092`, and KAFKA_BOOTSTRAP_SERVERS / WEB_PORT to match, and a
+free `--port` for `lake ui`).
 When the README changes, these tests follow it: every bash line is run unless it is listed in
 NOT_HERE with the reason it cannot run on this machine.
 """
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +70,8 @@ def tour_block() -> str:
 class Shell:
     """Runs README lines with bash in a scratch folder; background jobs die with it."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], port: int, web_port: int) -> None:
-        self.cwd, self.env, self.port, self.web_port = cwd, env, port, web_port
+    def __init__(self, cwd: Path, env: dict[str, str], port: int, web_port: int, ui_port: int = 0) -> None:
+        self.cwd, self.env, self.port, self.web_port, self.ui_port = cwd, env, port, web_port, ui_port
         self.procs: list[subprocess.Popen[str]] = []
 
     def run(self, script: str, *, timeout: float, name: str) -> tuple[str, float]:
@@ -117,7 +119,7 @@ class Shell:
 def tour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Shell, str, float]]:
     """The tour block as written, in a scratch folder outside the repository."""
     scratch = tmp_path_factory.mktemp("newcomer")
-    port, web = free_port(), free_port()
+    port, web, ui = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "ROLLOUT_", "KAFKA_", "WORKER_", "PYTEST"))}
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -126,9 +128,11 @@ def tour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Shell, str,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     })
-    shell = Shell(scratch, env, port, web)
+    shell = Shell(scratch, env, port, web, ui)
     script = tour_block().replace("--port 9092", f"--port {port}")
     assert script.count(str(port)) == 1
+    assert script.count("python -m lake ui &") == 1
+    script = script.replace("python -m lake ui &", f"python -m lake ui --port {ui} &")
     try:
         out, elapsed = shell.run(script, timeout=TOUR_LIMIT_S, name="tour")
         print(f"\nREADME tour: {elapsed:.0f} s", file=sys.stderr)
@@ -150,6 +154,9 @@ def test_the_tour_runs_as_written_from_a_fresh_folder(tour):
     assert metrics["split"] == "val" and metrics["eval_loss"] > 0 and metrics["tool_call_prompts"] == 4
     assert "lake holds all" in out
     assert not (root / "rollout-lake-data").exists()
+    # The UI the tour left running lists the six episodes (tests/lake/ui drives it in a browser).
+    with urllib.request.urlopen(f"http://127.0.0.1:{shell.ui_port}/", timeout=60) as page:
+        assert '<strong id="matched">6</strong> of <span id="total">6</span>' in page.read().decode()
     assert elapsed < TOUR_LIMIT_S
 
 
