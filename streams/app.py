@@ -60,6 +60,8 @@ app = faust.App(
     broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
     broker_rebalance_timeout=settings.broker_session_timeout_s,
     stream_buffer_maxsize=settings.stream_buffer_maxsize,
+    # One fetch is one list handed to the worker (transport.Bulk holds 8): this bounds their size.
+    broker_max_poll_records=settings.take_max_records,
     web_enabled=settings.web_enabled,
     web_port=settings.web_port,
 )

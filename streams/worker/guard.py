@@ -174,7 +174,11 @@ class PartitionGuard:
 
     async def _seek(self, tp: TP, offset: int) -> None:
         self._seeking[tp] = (offset, self.clock())
-        await self.partition_log.seek(tp, offset)  # type: ignore[union-attr]
+        try:
+            await self.partition_log.seek(tp, offset)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - e.g. revoked meanwhile; `tick` seeks again while it is ours
+            self.counters["seek_errors"] += 1
+            log.warning("could not seek %s/%d back to %d (%r); trying again", *tp, offset, exc)
 
     async def tick(self, *, idle_probe_s: float = 10.0) -> None:
         """Seek again where records sought back to have not come (a seek can race the fetcher),

@@ -192,6 +192,7 @@ class Ingestor:
             raise self._failure
         if self.committer.failure is not None:
             raise self.committer.failure
+        records = self._assigned_only(records)
         for tp in {(r.topic, r.partition) for r in records}:
             try:
                 await self.guard.ready(tp)
@@ -200,8 +201,19 @@ class Ingestor:
                 raise
         if self._load_open is not None and not self._load_open.done():
             await asyncio.shield(self._load_open)  # the open sessions and the id filter: one read
+        # Admission may look at the log and seek (seconds, in the consumer's thread): never under
+        # the lock, which a rebalance needs to commit what this worker holds before it lets go.
+        admitted = [r for r in records if await self.guard.admit((r.topic, r.partition), r.offset)]
         async with self._lock:
-            await self._handle_admitted([r for r in records if await self.guard.admit((r.topic, r.partition), r.offset)])
+            # A rebalance may have taken partitions away meanwhile: their new owner reads them.
+            await self._handle_admitted(self._assigned_only(admitted))
+
+    def _assigned_only(self, records: Sequence[Record]) -> list[Record]:
+        """Records of partitions this worker holds (fetched before a revocation, others are stale)."""
+        mine = [r for r in records if (r.topic, r.partition) in self._assigned]
+        if len(mine) < len(records):
+            self.counters["records_of_revoked_partitions"] += len(records) - len(mine)
+        return mine
 
     async def _handle_admitted(self, admitted: list[Record]) -> None:
         parsed: list[tuple[Record, Any, int]] = []

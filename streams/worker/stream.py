@@ -141,11 +141,7 @@ async def ingest(stream: Any) -> None:
     app.topics.add(rollout_topic)
     while True:
         messages = await bulk.get(settings.take_max_records)
-        assigned = set(ingestor.assigned)
-        await ingestor.handle_batch([
-            Record(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp, m)
-            for m in messages if (m.topic, m.partition) in assigned
-        ])
+        await ingestor.handle_batch([Record(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp, m) for m in messages])
 
 
 @app.timer(interval=0.1)
