@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -52,7 +53,7 @@ def env_of(service: dict) -> dict[str, str]:
 
 
 def test_services_present(services):
-    assert {"kafka", "topics", "worker", "minio", "minio-init", "trainer"} <= set(services)
+    assert {"kafka", "topics", "worker", "minio", "minio-init", "snapshot", "trainer"} <= set(services)
     assert "zookeeper" not in services
 
 
@@ -97,46 +98,84 @@ def test_topics_job_creates_the_rollout_and_dead_letter_topics(services):
     assert "--bootstrap-server kafka:9092" in expanded and "set -e" in expanded
 
 
-def test_worker_is_built_from_the_project_and_wired_to_kafka_and_the_lake(services, monkeypatch):
+def _storage_names() -> set[str]:
+    """Every environment name the lake's object-store settings read (lake/storage.py)."""
+    from lake.settings import StorageSettings
+
+    return {choice.upper() for f in StorageSettings.model_fields.values() for choice in f.validation_alias.choices}
+
+
+def test_two_workers_are_built_from_the_project_and_wired_to_kafka_and_the_s3_lake(services, monkeypatch):
+    from lake.storage import storage_options
+
     worker = services["worker"]
     assert worker["build"] == "."
     assert worker["command"] == ["faust", "-A", "streams.app", "worker", "-l", "info"]
+    assert worker["deploy"]["replicas"] == 2  # one consumer group over the 8 partitions
     env = env_of(worker)
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert env["LAKE_URI"] == "/lake"
+    assert env["LAKE_URI"] == "s3://rollout-lake/lake"
     assert env["ROLLOUT_TOPIC"] == env_of(services["topics"])["ROLLOUT_TOPIC"]
-    assert env["TOPIC_PARTITIONS"] == env_of(services["topics"])["ROLLOUT_PARTITIONS"]
-    # Every non-AWS variable is one the worker's settings read (a typo would be ignored silently).
+    assert env["TOPIC_PARTITIONS"] == env_of(services["topics"])["ROLLOUT_PARTITIONS"] == "8"
+    # Every variable is one the code reads (a typo would be ignored silently): the worker's
+    # settings, or the lake's object-store settings.
     fields = {name.upper() for name in WorkerSettings.model_fields}
-    assert {k for k in env if not k.startswith("AWS_")} <= fields
+    assert set(env) - fields <= _storage_names(), set(env) - fields - _storage_names()
+    for key in [k for k in list(os.environ) if k.startswith(("AWS_", "LAKE_"))]:
+        monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = WorkerSettings()
     assert (settings.kafka_bootstrap_servers, settings.rollout_topic, settings.lake_uri, settings.topic_partitions) == (
-        "kafka:9092", "rollout-events", "/lake", 8)
+        "kafka:9092", "rollout-events", "s3://rollout-lake/lake", 8)
+    opts = storage_options(settings.lake_uri)
+    assert opts["aws_endpoint_url"] == "http://minio:9000" and opts["aws_allow_http"] == "true"
+    assert opts["aws_conditional_put"] == "etag" and opts["aws_virtual_hosted_style_request"] == "false"
+    assert (opts["aws_access_key_id"], opts["aws_secret_access_key"]) == (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     assert "./lake:/lake" in worker["volumes"]
     deps = worker["depends_on"]
     assert deps["kafka"]["condition"] == "service_healthy"
     assert deps["topics"]["condition"] == "service_completed_successfully"
-    assert deps["minio-init"] == {"condition": "service_completed_successfully", "required": False}
+    assert deps["minio-init"] == {"condition": "service_completed_successfully"}
 
 
-def test_s3_profile_wires_minio_credentials_for_deltalake(compose, services):
-    assert services["minio"]["profiles"] == ["s3"] and services["minio-init"]["profiles"] == ["s3"]
-    s3 = interpolate(compose["services"], {"LAKE_URI": "s3://rollout-lake/lake"})
-    env = env_of(s3["worker"])
-    assert env["LAKE_URI"] == "s3://rollout-lake/lake"
+def test_minio_runs_by_default_with_the_workers_credentials_and_bucket(compose, services):
+    assert "profiles" not in services["minio"] and "profiles" not in services["minio-init"]
+    env = env_of(services["worker"])
     assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and env["AWS_ALLOW_HTTP"] == "true"
     assert env["AWS_REGION"] and env["AWS_CONDITIONAL_PUT"] == "etag"
-    minio = env_of(s3["minio"])
+    minio = env_of(services["minio"])
     assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    init = s3["minio-init"]
+    init = services["minio-init"]
     assert init["depends_on"]["minio"]["condition"] == "service_healthy"
     assert env_of(init)["LAKE_BUCKET"] == "rollout-lake" == env["LAKE_URI"].split("/")[2]
     assert 'mc mb --ignore-existing "lake/$LAKE_BUCKET"' in " ".join(init["command"])
-    # Overrides flow through: real credentials replace the MinIO defaults everywhere.
+    # Overrides flow through: real credentials replace the MinIO defaults everywhere, and a
+    # local-disk lake is one variable away.
     custom = interpolate(compose["services"], {"AWS_ACCESS_KEY_ID": "AKIA1", "AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     assert env_of(custom["worker"])["AWS_ACCESS_KEY_ID"] == env_of(custom["minio"])["MINIO_ROOT_USER"] == "AKIA1"
+    local = interpolate(compose["services"], {"LAKE_URI": "/lake"})
+    assert env_of(local["worker"])["LAKE_URI"] == env_of(local["snapshot"])["LAKE_URI"] == "/lake"
+
+
+def test_train_profile_cuts_its_snapshot_from_the_s3_lake_first(services):
+    from lake.cli import build_parser
+
+    snap, trainer = services["snapshot"], services["trainer"]
+    assert snap["profiles"] == ["train"] and snap["restart"] == "no"
+    assert trainer["depends_on"]["snapshot"]["condition"] == "service_completed_successfully"
+    env = env_of(snap)
+    assert env["LAKE_URI"] == env_of(services["worker"])["LAKE_URI"] == "s3://rollout-lake/lake"
+    assert set(env) - {"SNAPSHOT_NAME", "SNAPSHOT_ARGS", "LAKE_URI"} <= _storage_names()
+    script = " ".join(snap["command"])
+    expanded = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], script)
+    argv = expanded.replace('"', "").split()
+    assert argv[:3] == ["python", "-m", "lake"]
+    args = build_parser().parse_args(argv[3:])  # a command the lake CLI accepts
+    assert args.command == "snapshot" and args.out == "/snapshots/latest" and args.force
+    # The trainer reads exactly the folder the snapshot job wrote.
+    assert trainer["command"][:2] == ["--snapshot", args.out]
+    assert "./snapshots:/snapshots" in snap["volumes"]
 
 
 def test_trainer_is_a_gpu_job_in_the_train_profile(services):
