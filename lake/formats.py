@@ -11,23 +11,72 @@ last one) and the ordered pieces are written back to back straight from Arrow bu
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-__all__ = ["POS_SCALE", "message_json_sql", "concat_bytes"]
+__all__ = ["POS_SCALE", "concat_bytes", "message_json", "message_json_sql"]
 
 # pos = turn * POS_SCALE + idx_in_turn: one sortable integer per message within a session.
 POS_SCALE = 1 << 20
 
 
-def message_json_sql(m: str = "m", *, no_loss: str | None = None) -> str:
+# A control character that json.dumps escapes as \\u00xx (an odd run of backslashes before it).
+_LOWER_ESCAPE = re.compile(r"(\\+)u00([0-9a-f]{2})")
+
+
+def _upper_escapes(text: str) -> str:
+    """json.dumps writes \\u001b, DuckDB \\u001B: the stored JSON matches what the SQL renders."""
+    if "\\u00" not in text:
+        return text
+    return _LOWER_ESCAPE.sub(
+        lambda m: m.group(0) if len(m.group(1)) % 2 == 0 else f"{m.group(1)}u00{m.group(2).upper()}", text
+    )
+
+
+def _string(value: str) -> str:
+    return _upper_escapes(json.dumps(value, ensure_ascii=False))
+
+
+def message_json(role: str, content: str | None, tool_calls: str | None = None, tool_call_id: str | None = None,
+                 name: str | None = None) -> str:
+    """The message as a snapshot writes it, rendered once by the worker (the `message_json` column).
+
+    Byte for byte what message_json_sql renders from the other columns (a test holds them
+    together), so a snapshot does not depend on which rows were stored pre-rendered.
+    `tool_calls`: the stored JSON text (compact, strings only: see schemas.ToolCall). A
+    parts-list content is not rendered here (its numbers could print differently); the
+    snapshot renders those rows in SQL.
+    """
+    out = '{"role":' + _string(role) + ',"content":' + ('""' if content is None else _string(content))
+    if tool_calls is not None:
+        out += ',"tool_calls":' + _upper_escapes(tool_calls)
+    if tool_call_id is not None:
+        out += ',"tool_call_id":' + _string(tool_call_id)
+    if name is not None:
+        out += ',"name":' + _string(name)
+    return out + "}"
+
+
+def message_json_sql(m: str = "m", *, no_loss: str | None = None, stored: bool = False) -> str:
     """SQL rendering one message row (alias `m`) as a compact OpenAI chat message object.
 
     `no_loss`: a boolean SQL expression; where true the message gets `"weight":0` (OpenAI
-    fine-tuning's convention, which the trainer honours: context, no loss).
+    fine-tuning's convention, which the trainer honours: context, no loss). `stored`: the
+    table has the `message_json` column; rows that hold it are not rendered again.
     """
-    weight = f"""|| CASE WHEN {no_loss} THEN ',"weight":0' ELSE '' END """ if no_loss else ""
+    rendered = _render_sql(m)
+    if stored:
+        rendered = f"coalesce({m}.message_json, {rendered})"
+    if not no_loss:
+        return rendered
+    return (f"CASE WHEN {no_loss} THEN substr({rendered}, 1, length({rendered}) - 1) || ',\"weight\":0}}' "
+            f"ELSE {rendered} END")
+
+
+def _render_sql(m: str) -> str:
     return (
-        f"""'{{"role":' || to_json({m}.role)::VARCHAR || ',"content":' || """
+        f"""('{{"role":' || to_json({m}.role)::VARCHAR || ',"content":' || """
         f"""CASE WHEN {m}.content IS NULL THEN '""' """
         f"""WHEN {m}.content_is_parts THEN json({m}.content)::VARCHAR """
         f"""ELSE to_json({m}.content)::VARCHAR END """
@@ -36,7 +85,7 @@ def message_json_sql(m: str = "m", *, no_loss: str | None = None) -> str:
         f"""|| CASE WHEN {m}.tool_call_id IS NULL THEN '' """
         f"""ELSE ',"tool_call_id":' || to_json({m}.tool_call_id)::VARCHAR END """
         f"""|| CASE WHEN {m}.name IS NULL THEN '' ELSE ',"name":' || to_json({m}.name)::VARCHAR END """
-        f"""{weight}|| '}}'"""
+        f"""|| '}}')"""
     )
 
 

@@ -108,6 +108,9 @@ def _build() -> dict[str, Any]:
                 pa.field("ts", TS),
                 pa.field("event_id", pa.string()),
                 *_SOURCE,
+                # The message as a snapshot line holds it (lake.formats.message_json), rendered once at
+                # ingest; null for rows written before the column existed and for parts-list content.
+                pa.field("message_json", pa.string()),
             ]
         ),
         # Every outcome_reward and judgment as received, late ones included.

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import TypeAdapter
 
+from lake.formats import message_json
 from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TURNS
 from schemas import Judgment, OutcomeReward, ToolCall, Turn
 
@@ -24,7 +25,7 @@ Source = tuple[str, int, int]  # (topic, partition, offset)
 _APPENDED = (MESSAGES, TURNS, REWARDS, DEAD_LETTERS)
 _TURN_FIELDS = ("session_id", "turn", "reward", "achievements", "valid", "done", "num_messages", "ts", "event_id", "metadata")
 _MESSAGE_FIELDS = ("session_id", "turn", "idx_in_turn", "role", "content", "content_is_parts", "tool_calls",
-                   "tool_call_id", "name", "ts", "event_id")
+                   "tool_call_id", "name", "ts", "event_id", "message_json")
 
 
 def _dumps(value: Any) -> str:
@@ -87,10 +88,11 @@ class RowBatch:
         for i, msg in enumerate(event.messages):
             content = msg.content
             is_parts = isinstance(content, list)
+            tool_calls = _TOOL_CALLS.dump_json(msg.tool_calls).decode() if msg.tool_calls else None
             message_rows.append((
                 event.session_id, event.turn, i, msg.role, _dumps(content) if is_parts else content, is_parts,
-                _TOOL_CALLS.dump_json(msg.tool_calls).decode() if msg.tool_calls else None,
-                msg.tool_call_id, msg.name, when, event.event_id,
+                tool_calls, msg.tool_call_id, msg.name, when, event.event_id,
+                None if is_parts else message_json(msg.role, content, tool_calls, msg.tool_call_id, msg.name),
             ))
         t = self.columns[TURNS]
         for name, value in zip(_TURN_FIELDS, turn_row):
