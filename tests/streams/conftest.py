@@ -66,6 +66,8 @@ def worker_env(bootstrap: str, topic: str, lake: str, group: str, **extra: str) 
         BATCH_MAX_LATENCY_S="0.5",
         TIMER_INTERVAL_S="0.5",
         MAX_EVENT_BYTES="200000",
+        # Small fetches: with a small BATCH_MAX_ROWS, the fault tests' kill points see many commits.
+        TAKE_MAX_RECORDS="500",
         PYTHONUNBUFFERED="1",
         WEB_PORT=str(free_port()),  # several workers on this host: each web server on its own port
     )
