@@ -119,7 +119,8 @@ def test_a_script_in_a_message_is_shown_as_text_and_never_runs(page, ui_url):
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator("script").count() == 0 and page.locator("main img").count() == 0
     page.goto(ui_url + "?models=gpt-a&sort=session_id&size=100")
-    assert page.locator(f"#sessions a:text-is('{XSS_ID[:40]}')").count() == 1
+    page.click(f"#sessions a:text-is('{XSS_ID[:40]}')")  # the id survives the link's URL encoding
+    assert page.locator("#session-id").inner_text() == XSS_ID
     page.goto(ui_url + "dead-letters")
     assert "<script>alert(4)</script>" in page.locator("#dead-letters .preview").inner_text()
     assert page.evaluate("typeof window.__pwned") == "undefined"
@@ -133,6 +134,9 @@ def test_a_huge_message_is_cut_with_a_link_to_the_whole(page, ui_url):
     page.click("#turn-0 a.whole")
     whole = page.locator("#whole").inner_text()
     assert len(whole) == HUGE_CHARS and whole.endswith("END")
+    response = page.goto(page.url + "&raw=1")
+    assert response.headers["content-type"].startswith("text/plain") and response.headers["x-content-type-options"] == "nosniff"
+    assert len(response.text()) == HUGE_CHARS
 
 
 def test_dead_letters_and_tasks_pages(page, ui_url):
