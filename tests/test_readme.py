@@ -39,6 +39,7 @@ NOT_HERE = {
     "--format preference": "needs several rollouts per task (tests/lake/test_preference.py)",
     "--use_peft": "a second full training run; LoRA is tested in tests/trainer",
     "python -m trainer --snapshot snap/ --max-steps 2": "whole sessions: ~10 CPU minutes here; the tour trains the same way",
+    "docker compose": "no Docker engine here; tests/test_compose.py checks the wiring",
 }
 
 
