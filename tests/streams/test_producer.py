@@ -385,3 +385,45 @@ def test_a_broker_without_idempotence_is_one_clear_info_line_not_an_error(broker
     # session may have raised the aiokafka logger's level), is demoted to DEBUG.
     refused = [r for r in caplog.records if r.getMessage().startswith("Unexpected error during InitProducerIdRequest")]
     assert all(r.levelno == logging.DEBUG for r in refused)
+
+
+_COMPACT_AND_DIE = """
+import os, signal, sys
+import streams.spool as spool_module
+from streams.spool import Spool, SpooledRecord
+
+path, point = sys.argv[1], sys.argv[2]
+spool = Spool(path)
+spool.open()
+spool.append([SpooledRecord(f"e{i}", "t", b"k", b'{"i":%d}' % i) for i in range(50)])
+spool.ack([f"e{i}" for i in range(0, 50, 3)])
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_fsync = os.fsync
+if point == "copy_written":  # the copy is written but not yet on disk
+    os.fsync = die
+elif point == "before_rename":
+    os.replace = die
+elif point == "after_rename":
+    spool_module._fsync_dir = die
+spool.compact()
+"""
+
+
+@pytest.mark.parametrize("point", ["copy_written", "before_rename", "after_rename"])
+def test_a_publisher_killed_mid_compaction_loses_no_pending_event(tmp_path, point):
+    import signal
+    import subprocess
+    import sys
+
+    from streams.spool import Spool
+
+    path = tmp_path / "spool.jsonl"
+    proc = subprocess.run([sys.executable, "-c", _COMPACT_AND_DIE, str(path), point], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    pending = Spool(path).open()
+    assert sorted(r.event_id for r in pending) == sorted(f"e{i}" for i in range(50) if i % 3)
+    assert all(r.value == b'{"i":%d}' % int(r.event_id[1:]) for r in pending)
+    assert not (tmp_path / "spool.jsonl.compact").exists()  # a dead compaction's copy is cleared
