@@ -129,6 +129,8 @@ async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 @app.agent(rollout_topic)
 async def ingest(stream: Any) -> None:
     """Records in bulk, acked by hand once their batch is in the lake."""
+    log.info("records of %s arrive %s", settings.rollout_topic,
+             "a fetch at a time (FAST_DELIVERY)" if bulk is not None else "as Faust events (FAST_DELIVERY=false)")
     if bulk is None:
         async for events in stream.noack_take(settings.take_max_records, within=settings.take_within_s):
             await ingestor.handle_batch([

@@ -115,6 +115,23 @@ def test_timers_finalize_after_grace_and_abandon_idle_sessions(broker, topic_fac
     assert (got["no-reward"]["num_turns"], got["no-reward"]["turns_received"], got["no-reward"]["missing_turns"]) == (3, 2, 1)
 
 
+def test_faust_event_delivery_is_a_working_fallback(broker, topic_factory, lake_uri_factory, worker_factory):
+    """FAST_DELIVERY=false: Faust's own per-record events and `noack_take` feed the same ingestor."""
+    import random
+
+    sessions = make_sessions(100, 10, seed=21, obs_chars=100)
+    records = to_records(sessions, seed=21, duplicate_rate=0.05, early_reward_rate=0.1)
+    poison = poison_records(10, seed=21)
+    records += poison
+    random.Random(21).shuffle(records)
+    topic, lake = topic_factory(), lake_uri_factory()
+    publish(broker.bootstrap_servers, topic, records)
+    worker = worker_factory(topic, lake, FAST_DELIVERY="false")
+    wait_for(complete(lake, sessions, len(poison)), 180, "every event in the lake", [worker])
+    assert_exact(lake, sessions, len(poison))
+    assert "arrive as Faust events (FAST_DELIVERY=false)" in worker.log()
+
+
 def test_health_and_prometheus_metrics_on_the_web_port(broker, topic_factory, lake_uri_factory, worker_factory):
     import json
     import urllib.request
