@@ -75,6 +75,10 @@ def maintain(
             dt = DeltaTable(uri, storage_options=opts)
         except TableNotFoundError as exc:
             raise LakeNotFoundError(f"no Delta table `{name}` at {public_uri(uri)}; is LAKE_URI right?") from exc
+        except OSError as exc:
+            from lake.storage import unreachable
+
+            raise unreachable(uri, exc) from None
         item = TableMaintenance(table=name, version_before=dt.version(), files_before=len(dt.file_uris()))
         try:
             if compact and not dry_run:

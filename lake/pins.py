@@ -62,7 +62,12 @@ class _Log:
             return os.listdir(self.dir)
         from pyarrow.fs import FileSelector
 
-        infos = self.fs.get_file_info(FileSelector(self.dir, allow_not_found=True))
+        try:
+            infos = self.fs.get_file_info(FileSelector(self.dir, allow_not_found=True))
+        except OSError as exc:  # unreachable endpoint, missing bucket, refused credentials
+            from lake.storage import unreachable
+
+            raise unreachable(table_dir, exc) from None
         if not infos:
             raise LakeNotFoundError(
                 f"no Delta table at {_public(table_dir)}: is LAKE_URI (or --lake) right? The worker "

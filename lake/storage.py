@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from lake.exceptions import StorageConfigError
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_duckdb_secret", "is_local", "public_uri", "redact", "resolve_storage_options",
-    "storage_options",
+    "storage_options", "unreachable",
 ]
 
 _SECRET_KEYS = ("aws_secret_access_key", "aws_session_token")
@@ -152,3 +153,15 @@ def redact(text: str, options: Mapping[str, str] | None) -> str:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def unreachable(uri: str, exc: BaseException) -> StorageConfigError:
+    """One line for an object store that cannot be read: what, why, and what to check."""
+    # delta-rs chains its causes with "↳" (and colours them); the first and last say it all.
+    parts = [" ".join(re.sub(r"\x1b\[[0-9;]*m", "", p).split()) for p in str(exc).split("↳")]
+    parts = [p for p in parts if p]
+    cause = (parts[0] if len(parts) < 2 else f"{parts[0]}: {parts[-1]}") if parts else type(exc).__name__
+    return StorageConfigError(
+        f"cannot read {public_uri(uri)} ({cause}); check AWS_ENDPOINT_URL (or LAKE_S3_ENDPOINT_URL), "
+        "the bucket name and the credentials variables"
+    )

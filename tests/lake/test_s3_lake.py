@@ -88,6 +88,14 @@ def test_lake_s3_settings_override_aws_and_bad_values_are_one_line(s3_server, mo
     monkeypatch.delenv("AWS_ALLOW_HTTP")
     assert lake_main(["sql", "SELECT 1", "--lake", "gs://b/lake"]) == 2
     assert "scheme 'gs' is not supported" in capsys.readouterr().err
+    # Nothing listens there: one line naming the table and what to check, never the secret.
+    from streams.broker import free_port
+
+    monkeypatch.setenv("LAKE_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    assert lake_main(["sql", "SELECT 1", "--lake", "s3://b/lake"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read s3://b/lake/sessions (") and "AWS_ENDPOINT_URL" in err, err
+    assert "\n" not in err and s3_server.env["AWS_SECRET_ACCESS_KEY"] not in err
 
 
 # -- several writers at once ------------------------------------------------------------------
