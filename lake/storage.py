@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     from lake.settings import StorageSettings
 
 __all__ = [
-    "create_duckdb_secret", "is_local", "public_uri", "redact", "resolve_storage_options",
+    "create_duckdb_secret", "is_local", "public_uri", "resolve_storage_options",
     "storage_options", "unreachable",
 ]
-
-_SECRET_KEYS = ("aws_secret_access_key", "aws_session_token")
-
 
 def is_local(uri: str) -> bool:
     return "://" not in str(uri) or str(uri).startswith("file://")
@@ -140,15 +137,6 @@ def public_uri(uri: str) -> str:
     if "@" not in parts.netloc:
         return text
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def redact(text: str, options: Mapping[str, str] | None) -> str:
-    """`text` with every secret value of `options` replaced by ***."""
-    for key in _SECRET_KEYS:
-        value = (options or {}).get(key)
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 def _quote(text: str) -> str:
