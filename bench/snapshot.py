@@ -33,6 +33,7 @@ TARGET_EXPORT_RATIO = 0.5  # snapshot MB/s over DuckDB's JSON-export MB/s, same 
 TARGET_RATIO = 10  # wall-time speed-up over the SQLite way (full mode); quick: > 1
 TARGET_RSS_MIB = 1.5 * 1024
 MODES = {"quick": 5_000, "full": 100_000}
+LAYOUT = 2  # 2: messages carry the pre-rendered message_json column; a cached lake of another layout is rebuilt
 
 
 def _sessions(chunk: int, n: int):
@@ -53,7 +54,9 @@ def build(lake: Path, db: Path, n_sessions: int) -> dict[str, Any]:
 
     marker = lake / "BUILT.json"
     if marker.exists() and db.exists():
-        return json.loads(marker.read_text())
+        info = json.loads(marker.read_text())
+        if info.get("layout") == LAYOUT:
+            return info
     shutil.rmtree(lake, ignore_errors=True)
     db.unlink(missing_ok=True)
     lake.mkdir(parents=True)
@@ -70,7 +73,7 @@ def build(lake: Path, db: Path, n_sessions: int) -> dict[str, Any]:
         t_sql += time.perf_counter() - t
         print(f"  built {start + len(sessions):,} sessions", file=sys.stderr, flush=True)
     conn.close()
-    info = {"sessions": n_sessions, "messages": messages, "lake_write_s": round(t_lake, 1),
+    info = {"layout": LAYOUT, "sessions": n_sessions, "messages": messages, "lake_write_s": round(t_lake, 1),
             "lake_write_messages_per_s": round(messages / t_lake), "sqlite_write_s": round(t_sql, 1),
             "lake_mib": round(sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) / 2**20, 1),
             "sqlite_mib": round(db.stat().st_size / 2**20, 1)}

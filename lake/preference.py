@@ -43,13 +43,12 @@ class _Rollout:
 
 def _rollouts(lake: Lake, spec: SnapshotSpec, batch_rows: int) -> Iterator[tuple[str, list[_Rollout]]]:
     """(task_id, its rollouts best first) for every task with a task_id, in task_id order."""
-    from lake.snapshot import _rows_sql
+    from lake.stream import has_message_json, rows_sql
 
-    rows, cols, _ = _rows_sql(dataclasses.replace(spec, granularity="session", format="messages"))
     sql = f"""
-        {rows.replace("{cols}", cols)}
+        {rows_sql(lake, dataclasses.replace(spec, granularity="session", format="messages"))}
         SELECT k.task_id, r.session_id, k.total_reward, k.is_val, k.tools_json, r.role,
-               {message_json_sql("r")} AS msg
+               {message_json_sql("r", stored=has_message_json(lake))} AS msg
         FROM rows r JOIN (
             SELECT *, row_number() OVER (
                 PARTITION BY task_id ORDER BY total_reward DESC NULLS LAST,

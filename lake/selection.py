@@ -112,15 +112,7 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
                        WHEN l.last_asst_turn IS NULL AND c.has_asst THEN 'nothing_to_salvage'
                        WHEN l.last_asst_turn IS NULL THEN 'no_assistant_message'
                    END AS drop_reason,
-                   coalesce(json(c.tools)::VARCHAR, '[]') AS tools_json,
-                   to_json({{
-                       'session_id': c.session_id, 'env_name': c.env_name,
-                       'policy_name': c.policy_name, 'model': c.model, 'task_id': c.task_id,
-                       'split': c.split, 'seed': c.seed, 'run_id': c.run_id,
-                       'total_reward': c.total_reward, 'achievements_count': c.achievements_count,
-                       'status': c.status, 'judgment': c.judgment,
-                       'salvaged': c.cut_turn IS NOT NULL
-                   }})::VARCHAR AS meta_json
+                   c.policy_name, c.seed, c.run_id, c.judgment, c.tools
             FROM c LEFT JOIN l ON l.session_id = c.session_id
         """)
     except QueryError as exc:
@@ -138,14 +130,15 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
         )
     else:
         rank = "1"
+    # Views: only _snap_kept is materialized (the rest is counted once, in counts()).
     q(f"""
-        CREATE OR REPLACE TABLE _snap_best AS
+        CREATE OR REPLACE VIEW _snap_best AS
         SELECT * FROM (SELECT *, {rank} AS task_rank FROM _snap_sessions WHERE drop_reason IS NULL)
         WHERE task_rank <= {int(top_k or 1)}
     """)
     limit = f"WHERE sess_ord < {int(spec.limit)}" if spec.limit is not None else ""
     q(f"""
-        CREATE OR REPLACE TABLE _snap_ordered AS
+        CREATE OR REPLACE VIEW _snap_ordered AS
         SELECT * FROM (SELECT *, row_number() OVER (ORDER BY {order}) - 1 AS sess_ord FROM _snap_best)
         {limit}
     """)
@@ -173,11 +166,20 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
                    row_number() OVER (ORDER BY frac DESC, _split_key DESC) AS highest
             FROM f
         )
-        SELECT k.* EXCLUDE (_split_key),
+        SELECT k.* EXCLUDE (_split_key, tools),
                CASE WHEN {vf!r} <= 0 THEN false
                     WHEN n_keys >= 2 AND n_val = 0 AND lowest = 1 THEN true
                     WHEN n_keys >= 2 AND n_val = n_keys AND highest = 1 THEN false
-                    ELSE in_val END AS is_val
+                    ELSE in_val END AS is_val,
+               coalesce(json(k.tools)::VARCHAR, '[]') AS tools_json,
+               to_json({{
+                   'session_id': k.session_id, 'env_name': k.env_name,
+                   'policy_name': k.policy_name, 'model': k.model, 'task_id': k.task_id,
+                   'split': k.split, 'seed': k.seed, 'run_id': k.run_id,
+                   'total_reward': k.total_reward, 'achievements_count': k.achievements_count,
+                   'status': k.status, 'judgment': k.judgment,
+                   'salvaged': k.cut_turn IS NOT NULL
+               }})::VARCHAR AS meta_json
         FROM k JOIN v USING (_split_key)
     """)
 

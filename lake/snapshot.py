@@ -21,7 +21,7 @@ from lake.duck import Lake, connect
 from lake.exceptions import EmptySnapshotError, ManifestError, OutputExistsError, ReproductionMismatchError
 from lake.filters import SnapshotSpec, session_predicates
 
-from lake.formats import POS_SCALE, concat_bytes, message_json_sql
+from lake.formats import POS_SCALE
 from lake.selection import kept_stats, select
 
 __all__ = [
@@ -61,185 +61,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{base}+g{sha}" if sha else base
-
-
-def _rows_sql(spec: SnapshotSpec) -> tuple[str, str, str]:
-    """The message rows of every example (CTEs `ex`, `rows`), before rendering."""
-    system = "m.role IN ('system', 'developer')"
-    if spec.include_system:
-        keep_system = f"(NOT {system} OR y.prev_turn IS NULL OR y.prev_turn < e.win_start)"
-        sys_join = "LEFT JOIN _snap_sys y ON y.session_id = m.session_id AND y.pos = m.turn * {P} + m.idx_in_turn"
-    else:
-        keep_system = f"NOT {system}"
-        sys_join = ""
-    sys_join = sys_join.replace("{P}", str(POS_SCALE))
-    if spec.granularity == "turn":
-        meta = "substr(k.meta_json, 1, length(k.meta_json) - 1) || ',\"turn\":' || r.ex_turn || '}'"
-    else:
-        meta = "k.meta_json"
-    cols = "m.role, m.content, m.content_is_parts, m.tool_calls, m.tool_call_id, m.name"
-    if spec.mask_invalid_turns:
-        cols += (", (m.role = 'assistant' AND EXISTS (SELECT 1 FROM _snap_masked x "
-                 "WHERE x.session_id = m.session_id AND x.turn = m.turn)) AS no_loss")
-    carry = ""
-    if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
-        # No system message inside the window: bring the one in effect (the latest before it).
-        carry = f"""
-            UNION ALL
-            SELECT e.ex_ord, e.session_id, c.turn, c.idx_in_turn, c.pos, e.comp_start, e.end_pos,
-                   e.is_val, e.ex_turn, {{cols}}
-            FROM _snap_examples e
-            ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
-            JOIN raw_messages m ON m.session_id = c.session_id AND m.turn = c.turn
-                               AND m.idx_in_turn = c.idx_in_turn
-            WHERE c.turn < e.win_start
-        """
-    rows = f"""
-        WITH ex AS (
-            SELECT e.*, unnest(range(e.win_start, e.ex_turn + 1)) AS src_turn FROM _snap_examples e
-        ),
-        rows AS (
-            SELECT e.ex_ord, e.session_id, m.turn, m.idx_in_turn,
-                   m.turn * {POS_SCALE} + m.idx_in_turn AS pos, e.comp_start, e.end_pos,
-                   e.is_val, e.ex_turn, {{cols}}
-            FROM ex e
-            JOIN raw_messages m ON m.session_id = e.session_id AND m.turn = e.src_turn
-            {sys_join}
-            WHERE m.turn * {POS_SCALE} + m.idx_in_turn <= e.end_pos AND {keep_system}
-            {carry}
-        )
-    """
-    return rows, cols, meta
-
-
-def first_rows_sql(spec: SnapshotSpec) -> str:
-    """The first message position of every example (where its line starts), from small tables.
-
-    The same as min(pos) over the example's rows (see _rows_sql), without a pass over messages:
-    the window's first message is always kept (a system message there has no earlier copy inside
-    the window), or its first non-system one without system messages; a system message carried
-    from before the window comes first when there is one.
-    """
-    col = "min_pos" if spec.include_system else "min_pos_nonsys"
-    first = f"""
-        SELECT e.ex_ord, t.{col} AS window_first FROM _snap_examples e
-        ASOF JOIN (SELECT session_id, turn, {col} FROM _snap_turn_msgs WHERE {col} IS NOT NULL) t
-            ON e.session_id = t.session_id AND t.turn >= e.win_start
-    """
-    if spec.include_system and spec.granularity == "turn" and spec.context_turns is not None:
-        return f"""
-            CREATE OR REPLACE TABLE _snap_first AS
-            WITH w AS ({first}),
-            c AS (SELECT e.ex_ord, c.pos AS carry_pos FROM _snap_examples e
-                  ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
-                  WHERE c.turn < e.win_start)
-            SELECT w.ex_ord, coalesce(c.carry_pos, w.window_first) AS first_pos
-            FROM w LEFT JOIN c ON c.ex_ord = w.ex_ord
-        """
-    return f"CREATE OR REPLACE TABLE _snap_first AS SELECT ex_ord, window_first AS first_pos FROM ({first})"
-
-
-def stream_sql(spec: SnapshotSpec) -> str:
-    """Pieces of JSONL, one per message row, ordered so that concatenating them gives the lines.
-
-    A piece is the message's JSON with the separator before it ("{\"messages\":[" on a
-    line's first message, "," otherwise) and the line's tail after its last message.
-    """
-    rows, cols, meta = _rows_sql(spec)
-    msg = message_json_sql("r", no_loss="r.no_loss" if spec.mask_invalid_turns else None)
-    tail = f"""'],"tools":' || k.tools_json || ',"metadata":' || {meta} || '}}' || chr(10)"""
-    if spec.format == "prompt_completion":
-        head = """CASE WHEN r.pos = f.first_pos THEN '{"prompt":[' ELSE '' END
-               || CASE WHEN r.pos = r.comp_start THEN '],"completion":['
-                       WHEN r.pos = f.first_pos THEN '' ELSE ',' END"""
-    else:
-        head = """CASE WHEN r.pos = f.first_pos THEN '{"messages":[' ELSE ',' END"""
-    return f"""
-        {rows.replace("{cols}", cols)}
-        SELECT r.role, r.is_val, r.pos = r.end_pos AS is_last,
-               {head} || {msg} || CASE WHEN r.pos = r.end_pos THEN {tail} ELSE '' END AS piece
-        FROM rows r
-        JOIN _snap_first f ON f.ex_ord = r.ex_ord
-        JOIN _snap_kept k ON k.session_id = r.session_id
-        ORDER BY r.ex_ord, r.pos
-    """
-
-
-# Up to about this many message rows the pieces come to Python as strings: no pyarrow import
-# (0.2 s of a small snapshot's start-up); above, Arrow buffers are written without copies.
-SMALL_ROWS = 300_000
-
-
-def _estimated_rows(lake: Lake) -> float:
-    """Message rows the stream will have, from the per-turn summary (windows x messages per turn)."""
-    return lake.query("""
-        SELECT coalesce(sum(e.ex_turn - e.win_start + 1), 0)
-               * (SELECT coalesce(sum(n), 0) / greatest(count(*), 1) FROM _snap_turn_msgs)
-        FROM _snap_examples e
-    """).fetchone()[0]
-
-
-def _write_small(result: Any, sinks: Mapping[str, _Sink], roles: dict[str, int], bar: Any, batch_rows: int) -> int:
-    """Write the stream's pieces through Python strings; returns the message rows written."""
-    messages = 0
-    while rows := result.fetchmany(batch_rows):
-        parts: dict[bool, list[str]] = {False: [], True: []}
-        lines = {False: 0, True: 0}
-        for role, is_val, is_last, piece in rows:
-            parts[is_val].append(piece)
-            lines[is_val] += bool(is_last)
-            roles[str(role)] = roles.get(str(role), 0) + 1
-        for is_val, name in ((False, "train"), (True, "val")):
-            if parts[is_val]:
-                sinks[name].write("".join(parts[is_val]).encode(), lines[is_val])
-        messages += len(rows)
-        if bar is not None:
-            bar.update(lines[False] + lines[True])
-    return messages
-
-
-def _write_arrow(result: Any, sinks: Mapping[str, _Sink], roles: dict[str, int], bar: Any, batch_rows: int) -> int:
-    """Write the stream's pieces straight from Arrow buffers; returns the message rows written."""
-    import pyarrow.compute as pc
-
-    messages = 0
-    for batch in result.to_arrow_reader(batch_rows):
-        lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
-        is_val = batch.column("is_val")
-        pieces = batch.column("piece")
-        if pc.any(is_val).as_py():
-            keep = pc.invert(is_val)
-            val_lines = int(pc.sum(pc.and_(batch.column("is_last"), is_val)).as_py() or 0)
-            sinks["train"].write(concat_bytes(pieces.filter(keep)), lines - val_lines)
-            sinks["val"].write(concat_bytes(pieces.filter(is_val)), val_lines)
-        else:
-            sinks["train"].write(concat_bytes(pieces), lines)
-        messages += batch.num_rows
-        for item in pc.value_counts(batch.column("role")).to_pylist():
-            roles[str(item["values"])] = roles.get(str(item["values"]), 0) + int(item["counts"])
-        if bar is not None:
-            bar.update(lines)
-    return messages
-
-
-def _prepare_system(lake: Lake, spec: SnapshotSpec) -> None:
-    if spec.mask_invalid_turns:
-        # The turns whose assistant messages are context only (--mask-invalid-turns).
-        lake.query("""
-            CREATE OR REPLACE TABLE _snap_masked AS
-            SELECT t.session_id, t.turn FROM raw_turns t SEMI JOIN _snap_kept k ON t.session_id = k.session_id
-            WHERE t.valid = false OR t.reward = 0
-        """)
-    if not spec.include_system:
-        return
-    lake.query(f"""
-        CREATE OR REPLACE TABLE _snap_sys AS
-        SELECT m.session_id, m.turn, m.idx_in_turn, m.turn * {POS_SCALE} + m.idx_in_turn AS pos,
-               lag(m.turn) OVER (PARTITION BY m.session_id, m.role, m.content
-                                 ORDER BY m.turn, m.idx_in_turn) AS prev_turn
-        FROM raw_messages m SEMI JOIN _snap_kept k ON m.session_id = k.session_id
-        WHERE m.role IN ('system', 'developer')
-    """)
 
 
 class _Sink:
@@ -360,7 +181,6 @@ def build_snapshot(
             raise EmptySnapshotError(explain_empty(lake, spec, counts))
         decontamination = _decontamination(lake, spec, exclude_sources, disjoint_from)
         out.mkdir(parents=True, exist_ok=True)
-        _prepare_system(lake, spec)
         total_examples = counts["examples"]["train"] + counts["examples"]["val"]
         sinks = {"train": _Sink(out / "train.jsonl"), "val": _Sink(out / "val.jsonl")}
         roles: dict[str, int] = {}
@@ -369,6 +189,9 @@ def build_snapshot(
         try:
             if spec.format == "preference":
                 from lake.preference import write_pairs
+                from lake.stream import prepare_system
+
+                prepare_system(lake, spec)
 
                 def put(is_val: bool, line: bytes) -> None:
                     sinks["val" if is_val else "train"].write(line, 1)
@@ -378,9 +201,10 @@ def build_snapshot(
                 total_examples = counts["preference"]["pairs"]
                 messages = counts["preference"].pop("messages")
             else:
-                lake.query(first_rows_sql(spec))
-                write = _write_small if _estimated_rows(lake) <= SMALL_ROWS else _write_arrow
-                messages = write(lake.query(stream_sql(spec)), sinks, roles, bar, batch_rows)
+                from lake.stream import prepare_lines, write_lines
+
+                prepare_lines(lake, spec)
+                messages = write_lines(lake, spec, sinks, roles, bar, batch_rows)
         finally:
             if bar is not None:
                 bar.close()

@@ -1,4 +1,4 @@
-"""Small snapshots write through Python strings, big ones from Arrow buffers: the same bytes."""
+"""Small snapshots write through Python strings, big ones from Arrow buffers in ordered ranges: the same bytes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import lake.snapshot as snapshot
+import lake.stream as stream
 from lake.cli import main
 
 from .conftest import session_events
@@ -21,12 +21,16 @@ def test_python_and_arrow_writers_agree(lake_factory, tmp_path, monkeypatch, fla
     uri = lake_factory([e for i in range(6) for e in session_events(f"s{i}", turns=3, task_id=f"t{i}",
                                                                          invalid=[1] if i == 2 else [])])
     outs = {}
-    for name, small_rows in (("python", 10**12), ("arrow", -1)):
-        monkeypatch.setattr(snapshot, "SMALL_ROWS", small_rows)
+    # "ranges": every line its own ordered range (what a snapshot bigger than memory does).
+    for name, small_rows, range_bytes in (("python", 10**12, stream.RANGE_BYTES), ("arrow", -1, stream.RANGE_BYTES),
+                                          ("ranges", -1, 1)):
+        monkeypatch.setattr(stream, "SMALL_ROWS", small_rows)
+        monkeypatch.setattr(stream, "RANGE_BYTES", range_bytes)
         out = tmp_path / name
         assert main(["snapshot", "--lake", uri, "--out", str(out), "--no-progress", *flags]) == 0
         outs[name] = out
-    for file in ("train.jsonl", "val.jsonl", "stats.json"):
-        assert (outs["python"] / file).read_bytes() == (outs["arrow"] / file).read_bytes(), file
+    for other in ("arrow", "ranges"):
+        for file in ("train.jsonl", "val.jsonl", "stats.json"):
+            assert (outs["python"] / file).read_bytes() == (outs[other] / file).read_bytes(), (other, file)
     manifests = [json.loads((o / "manifest.json").read_text()) for o in outs.values()]
-    assert manifests[0]["files"] == manifests[1]["files"] and manifests[0]["counts"] == manifests[1]["counts"]
+    assert all(m["files"] == manifests[0]["files"] and m["counts"] == manifests[0]["counts"] for m in manifests)
