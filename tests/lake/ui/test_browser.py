@@ -171,12 +171,16 @@ def test_read_only_and_loopback_only(ui_url):
     assert status("GET", ui_url.replace("127.0.0.1", "localhost"))[0] == 200
 
 
-def test_a_taken_port_is_one_clear_error_line(ui_lake, ui_url):
+def test_a_taken_port_or_a_wrong_lake_is_one_clear_error_line(ui_lake, ui_url, tmp_path):
     port = ui_url.rsplit(":", 1)[1].strip("/")
     proc = subprocess.run([sys.executable, "-m", "lake", "ui", "--lake", ui_lake, "--port", port],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: --host 127.0.0.1 --port {port} is in use; pick another with --port (0 = any free port)"
+    proc = subprocess.run([sys.executable, "-m", "lake", "ui", "--lake", str(tmp_path), "--port", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: no Delta table `sessions` at {tmp_path}/sessions") and "\n" not in proc.stderr.strip()
 
 
 def test_pages_follow_the_worker_while_it_writes(page, ui_url, ui_lake):
