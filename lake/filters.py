@@ -169,7 +169,10 @@ def _normalise(key: str, value: Any) -> Any:
 def _int(key: str, value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise FilterSpecError(f"{key} must be an integer, got {value!r}")
-    return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise FilterSpecError(f"{key} must be an integer, got {value!r}") from None
 
 
 def _bounds(key: str, value: Any) -> dict[str, float]:
