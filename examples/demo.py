@@ -33,6 +33,7 @@ PROFILES: dict[str, tuple[Any, Any]] = {
     "train_steps": (12, 300),
     "batch_size": (4, 16),
     "learning_rate": (3e-4, 1e-4),
+    "train_top_layers": (10, 0),
     "eval_episodes": (4, 16),
     "eval_max_turns": (12, 30),
     "threads": (1, 0),
@@ -55,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="episodes played at once; model players batch their replies")
     p.add_argument("--min-achievements", type=int, default=1, help="snapshot filter: sessions with at least N achievements")
     knob("--train-steps", int, "optimizer steps of the fine-tune")
-    knob("--learning-rate", float, "fine-tune learning rate (full fine-tune, linear decay)")
+    knob("--learning-rate", float, "fine-tune learning rate (linear decay, no warm-up)")
     knob("--batch-size", int, "examples (turns) per optimizer step")
+    knob("--train-top-layers", int, "train only the top N of the model's 30 blocks (backward stops there: "
+         "faster CPU steps), 0 = every weight")
     knob("--eval-episodes", int, "held-out episodes per model (seeds 1000 and up, never in the lake before)")
     knob("--eval-max-turns", int, "agent turns per evaluation episode")
     knob("--threads", int, "torch CPU threads for training and generation, 0 = torch's choice "
@@ -230,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
             "--max_steps", str(args.train_steps), "--learning_rate", str(args.learning_rate),
             "--per_device_train_batch_size", str(args.batch_size), "--gradient_accumulation_steps", "1",
             "--warmup_steps", "0", "--lr_scheduler_type", "linear",  # a warm-up step would run at lr 0
-            "--logging_steps", "1", "--max_length", "768", "--disable_tqdm", "true",
+            "--logging_steps", "1", "--max_length", "512", "--disable_tqdm", "true",
+            "--train_top_layers", str(args.train_top_layers),
         ]
         if args.model:
             cmd += ["--model", args.model]

@@ -30,6 +30,10 @@ class TrainerArguments:
         metadata={"help": "Directory for the model, tokenizer, training_summary.json and loss_curve.png (same as --output_dir). Default: runs/<snapshot name>-sft."},
     )
     overwrite: bool = field(default=False, metadata={"help": "Write into an output directory that already holds files."})
+    train_top_layers: int = field(
+        default=0,
+        metadata={"help": "Train only the top N transformer blocks and the final norm; the rest (embeddings included) stay frozen, so backward stops below them: about 1.5x faster steps on a CPU. 0 trains every weight."},
+    )
 
 
 @dataclass(frozen=True)

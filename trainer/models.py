@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from trainer.exceptions import ChatTemplateError, ModelLoadError
+from trainer.exceptions import ChatTemplateError, ModelLoadError, TrainerConfigError
 
-__all__ = ["DEFAULT_GGUF_NAME", "ModelSource", "default_model_path", "resolve_model", "load_tokenizer", "load_model", "align_eos_token"]
+__all__ = ["DEFAULT_GGUF_NAME", "ModelSource", "default_model_path", "resolve_model", "load_tokenizer", "load_model", "align_eos_token", "freeze_below_top_layers"]
 
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -137,3 +137,22 @@ def align_eos_token(tokenizer: Any, model: Any) -> None:
         eos_id = eos_id[0] if eos_id else None
     if eos_id is not None and eos_id != tokenizer.eos_token_id and eos_id < len(tokenizer):
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
+
+
+def freeze_below_top_layers(model: Any, n: int) -> int:
+    """Leave only the top `n` decoder blocks and the final norm trainable; returns the trainable parameter count."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise TrainerConfigError(
+            f"--train_top_layers {n}: {type(model).__name__} has no decoder `layers` list; pass --train_top_layers 0"
+        )
+    if not 0 < n <= len(layers):
+        raise TrainerConfigError(f"--train_top_layers {n}: the model has {len(layers)} blocks; pass 1-{len(layers)}, or 0 for all")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    trained = list(layers[-n:]) + [m for m in (getattr(decoder, "norm", None),) if m is not None]
+    for module in trained:
+        for param in module.parameters():
+            param.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -60,6 +60,7 @@ def build_summary(
     eval_metrics: dict[str, Any] | None,
     data_reports: dict[str, Any],
     wall_time_s: float,
+    train_top_layers: int = 0,
 ) -> dict[str, Any]:
     history = loss_history(state.log_history)
     train_losses = [p["loss"] for p in history if "loss" in p]
@@ -82,7 +83,8 @@ def build_summary(
                    "world_size": args.world_size},
         "model": {"source": source.spec, "kind": source.kind, "name_or_path": source.name_or_path,
                   "gguf_file": source.gguf_file, "output": str(output),
-                  "lora": peft_config.to_dict() if peft_config is not None else None},
+                  "lora": peft_config.to_dict() if peft_config is not None else None,
+                  "train_top_layers": train_top_layers or None},
         "snapshot": str(snapshot.path.resolve()),
         "manifest_sha256": snapshot.manifest_sha256,
         "manifest": snapshot.manifest,

@@ -10,8 +10,8 @@ from typing import Any
 
 from trainer.config import DeviceInfo, TrainerArguments
 from trainer.data import DataReport, build_examples
-from trainer.exceptions import EmptySnapshotError, OutputDirError
-from trainer.models import align_eos_token, load_model, load_tokenizer, resolve_model
+from trainer.exceptions import EmptySnapshotError, OutputDirError, TrainerConfigError
+from trainer.models import align_eos_token, freeze_below_top_layers, load_model, load_tokenizer, resolve_model
 from trainer.report import build_summary, plot_loss_curve, write_summary
 from trainer.snapshot import load_snapshot
 
@@ -87,6 +87,13 @@ def run_training(opts: TrainerArguments, sft: Any, model_args: Any, *, device: D
     from datasets import Dataset
     from trl import SFTTrainer, get_peft_config
 
+    peft_config = get_peft_config(model_args)
+    if opts.train_top_layers:
+        if peft_config is not None:
+            raise TrainerConfigError("--train_top_layers and --use_peft both pick what to train; pass one of them")
+        trainable = freeze_below_top_layers(model, opts.train_top_layers)
+        logger.info("training the top %d blocks: %d parameters", opts.train_top_layers, trainable)
+
     # Our dataset arrives tokenized with `assistant_masks`, which TRL turns into labels itself; its own
     # assistant_only_loss path needs `{% generation %}` markers that SmolLM2's template lacks.
     args = dataclasses.replace(
@@ -97,7 +104,6 @@ def run_training(opts: TrainerArguments, sft: Any, model_args: Any, *, device: D
         include_num_input_tokens_seen="non_padding",
         eval_strategy=sft.eval_strategy if val_columns else "no",
     )
-    peft_config = get_peft_config(model_args)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -133,6 +139,7 @@ def run_training(opts: TrainerArguments, sft: Any, model_args: Any, *, device: D
         eval_metrics=eval_metrics,
         data_reports=reports,
         wall_time_s=time.perf_counter() - started,
+        train_top_layers=opts.train_top_layers,
     )
     write_summary(output, summary)
     plot_loss_curve(output, summary["loss_history"], title=f"SFT on {snapshot.path.name} ({source.spec.split('/')[-1]})")

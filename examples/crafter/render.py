@@ -1,13 +1,11 @@
-"""The game state as a short text observation (about 80 SmolLM2 tokens), the system prompt, tool results.
+"""The game state as a short text observation (about 55 SmolLM2 tokens), the system prompt, tool results.
 
-The model reads the observation every turn, so it says only what a decision needs: vitals,
-inventory, achievements, the cell faced, the four neighbouring cells and the nearest things
-worth walking to, as offsets in words with the first step toward each.
+The model reads the observation every turn (and a CPU fine-tune pays for every token of it), so
+it says only what a decision needs: vitals, inventory, achievements, the cell faced and the
+nearest things worth walking to, as offsets in words with the first step toward each.
 """
 
 from __future__ import annotations
-
-from crafter import constants
 
 from examples.crafter.game import GameState, StepOutcome
 
@@ -15,7 +13,6 @@ __all__ = ["SYSTEM_PROMPT", "render_observation", "render_outcome", "direction_w
 
 _VITALS = ("health", "food", "drink", "energy")
 _FACING = {(0, -1): "up", (0, 1): "down", (-1, 0): "left", (1, 0): "right"}
-_NEIGHBOURS = (("left", (-1, 0)), ("right", (1, 0)), ("up", (0, -1)), ("down", (0, 1)))
 # Things worth pointing out by distance, in the order a player usually wants them.
 _LANDMARKS = ("tree", "water", "cow", "stone", "coal", "iron", "table", "furnace", "zombie", "skeleton", "lava")
 _USEFUL = frozenset(_LANDMARKS[:8])  # never a step toward a zombie, a skeleton or lava
@@ -57,17 +54,19 @@ def _nearest(state: GameState) -> list[str]:
 
 
 def render_observation(state: GameState, *, turn: int, max_turns: int) -> str:
-    """The user message for one turn: vitals, inventory, achievements, facing, neighbours, nearest things."""
+    """The user message for one turn: vitals, inventory, achievements, the cell faced, nearest things.
+
+    `turn` and `max_turns` are accepted for task apps that want a clock; the text leaves them out:
+    no decision of the teacher depends on them, and every token costs a training step time.
+    """
     inv = state.inventory
     items = [f"{name} {count}" for name, count in inv.items() if name not in _VITALS and count > 0]
     nearest = _nearest(state)
     lines = [
-        f"Turn {turn + 1}/{max_turns}. " + ", ".join(f"{name} {inv.get(name, 0)}" for name in _VITALS)
-        + (", sleeping" if state.sleeping else ""),
+        ", ".join(f"{name} {inv.get(name, 0)}" for name in _VITALS) + (", sleeping" if state.sleeping else ""),
         f"Inventory: {', '.join(items) if items else 'empty'}",
         f"Achievements: {', '.join(state.achievements) if state.achievements else 'none'}",
-        f"Facing {_FACING.get(state.facing, '?')}: {state.facing_cell}",
-        "Around: " + ", ".join(f"{word} {state.at(*offset)}" for word, offset in _NEIGHBOURS),
+        f"Facing: {state.facing_cell}",
         "Nearest: " + ("; ".join(nearest) if nearest else "nothing of note"),
     ]
     return "\n".join(lines)
@@ -91,8 +90,5 @@ def render_outcome(outcome: StepOutcome, state: GameState) -> str:
 
 
 # Short on purpose: it is in every training example and every prompt. The tool spec (appended by
-# the trainer and the model player) lists the actions; the observation says what is where.
-SYSTEM_PROMPT = (
-    "You are playing Crafter. Each turn, call `act` with one action. Walk to trees, water and cows, "
-    f"face them and `do` to collect. place_table needs {constants.place['table']['uses']['wood']} wood."
-)
+# the trainer and the model player) names the tool; the observation says what is where.
+SYSTEM_PROMPT = "You play Crafter. Each turn, call `act` with one action: a move, or `do` to collect what you face."

@@ -22,6 +22,7 @@ _DIRS = tuple(_MOVES)
 _TABLE_WOOD = constants.place["table"]["uses"]["wood"]
 _FURNACE_STONE = constants.place["furnace"]["uses"]["stone"]
 _PLACEABLE = {name: frozenset(info["where"]) for name, info in constants.place.items()}
+_ORDER = ("tree", "water", "cow", "stone", "coal", "iron")  # render.py's landmark order
 # The planner looks this many actions ahead; the agent runs the first one and plans again.
 MAX_PLAN = 5
 
@@ -103,21 +104,37 @@ class TeacherBrain:
         for plan in (self._craft(state), self._place(state)):
             if plan:
                 return plan
-        if "collect_drink" not in done and (plan := self._interact(state, {"water"}, hits=max(1, 9 - inv["drink"]))):
-            return plan
-        if "eat_cow" not in done and (plan := self._interact(state, {"cow"}, hits=3)):
-            return plan
+        # Then the nearest of the things still worth collecting: the observation lists things
+        # nearest first, so the teacher's target is the first useful entry a reader sees.
+        wanted = {}
+        if "collect_drink" not in done:
+            wanted["water"] = max(1, 9 - inv["drink"])
+        if "eat_cow" not in done:
+            wanted["cow"] = 3
+        if inv["wood"] < 6:
+            wanted["tree"] = 1
         if inv["wood_pickaxe"]:
-            wanted = {"stone"} if inv["stone"] < _FURNACE_STONE + 2 else set()
+            if inv["stone"] < _FURNACE_STONE + 2:
+                wanted["stone"] = 1
             if "collect_coal" not in done:
-                wanted.add("coal")
+                wanted["coal"] = 1
             if inv["stone_pickaxe"] and "collect_iron" not in done:
-                wanted.add("iron")
-            if wanted and (plan := self._interact(state, wanted, hits=1)):
-                return plan
-        if inv["wood"] < 6 and (plan := self._interact(state, {"tree"}, hits=1)):
+                wanted["iron"] = 1
+        if plan := self._nearest(state, wanted):
             return plan
         return self._wander(state)
+
+    def _nearest(self, state: GameState, hits: dict[str, int]) -> list[str] | None:
+        """The walk to the nearest reachable target of `hits` (ties in the observation's order), then its hits."""
+        plans = []
+        for rank, target in enumerate(sorted(hits, key=_ORDER.index)):
+            plan = _approach(state, {target})
+            if plan is not None:
+                plans.append((len(plan), rank, plan, hits[target]))
+        if not plans:
+            return None
+        _, _, plan, n = min(plans, key=lambda p: p[:2])
+        return plan + ["do"] * max(1, min(n, MAX_PLAN - len(plan)))
 
     def _interact(self, state: GameState, targets: set[str], *, hits: int) -> list[str] | None:
         plan = _approach(state, targets)

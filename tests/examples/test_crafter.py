@@ -56,17 +56,15 @@ def test_view_matches_the_crafter_world_around_the_player(game0: CrafterGame) ->
     assert state.facing == (-1, 0)  # the last move was left
 
 
-def test_observation_is_short_and_names_vitals_facing_neighbours_and_nearest_things(game0: CrafterGame) -> None:
+def test_observation_is_short_and_names_vitals_facing_and_nearest_things(game0: CrafterGame) -> None:
     text = render_observation(game0.state, turn=2, max_turns=20)
     lines = text.splitlines()
-    assert lines[0] == "Turn 3/20. health 9, food 9, drink 9, energy 9"
-    assert lines[1:4] == ["Inventory: empty", "Achievements: none", "Facing left: grass"]
-    state = game0.state
-    assert lines[4] == f"Around: left {state.at(-1, 0)}, right {state.at(1, 0)}, up {state.at(0, -1)}, down {state.at(0, 1)}"
+    assert lines[0] == "health 9, food 9, drink 9, energy 9"
+    assert lines[1:4] == ["Inventory: empty", "Achievements: none", "Facing: grass"]
     # Nearest first; useful things carry the first step of a shortest walk toward them.
-    assert "tree 1 right, 4 up -> move_" in lines[5] and lines[5].startswith("Nearest: ")
-    # The model reads it every turn: well under a hundred SmolLM2 tokens (>3 chars per token here).
-    assert len(text) < 360 and len(SYSTEM_PROMPT) < 400
+    assert "tree 1 right, 4 up -> move_" in lines[4] and lines[4].startswith("Nearest: ")
+    # The model reads it every turn, and a CPU fine-tune pays for each token: ~55 SmolLM2 tokens.
+    assert len(text) < 300 and len(SYSTEM_PROMPT) < 120
 
 
 def test_the_step_named_for_a_thing_walks_to_it_and_then_says_do() -> None:
@@ -131,11 +129,13 @@ def test_unknown_tool_is_an_error() -> None:
     assert validate_tool_call({"function": {"name": "move", "arguments": "{}"}}) == "unknown tool 'move'; the only tool is `act`"
 
 
-def test_tool_spec_is_openai_format_with_one_action_from_every_action() -> None:
+def test_tool_spec_is_openai_format_with_one_action_name() -> None:
     (tool,) = TOOLS
     assert tool["type"] == "function" and tool["function"]["name"] == "act"
     assert tool["function"]["parameters"]["required"] == ["action"]
-    assert tool["function"]["parameters"]["properties"]["action"]["enum"] == list(ACTIONS)
+    # No enum (120 tokens of every example); a wrong name comes back with the list of valid ones.
+    assert tool["function"]["parameters"]["properties"]["action"] == {"type": "string"}
+    assert all(name in validate_act_arguments({"action": "jump"}) for name in ACTIONS)
 
 
 # -- teacher -----------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_episodes_are_published_as_sessions_turns_and_rewards(broker, topic_fact
         for turn in turns:
             roles = [m.role for m in turn.messages]
             assert roles[:2] == ["system", "user"] and roles[2] == "assistant"
-            assert turn.messages[1].content.startswith("Turn ")
+            assert turn.messages[1].content.startswith("health ")
             if turn.valid:
                 assert roles == ["system", "user", "assistant", "tool"]
                 assert turn.messages[2].content is None
