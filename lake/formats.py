@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["POS_SCALE", "concat_bytes", "message_json", "message_json_sql"]
+__all__ = ["POS_SCALE", "concat_bytes", "message_json", "message_json_sql", "render_sql", "with_weight"]
 
 # pos = turn * POS_SCALE + idx_in_turn: one sortable integer per message within a session.
 POS_SCALE = 1 << 20
@@ -65,16 +65,22 @@ def message_json_sql(m: str = "m", *, no_loss: str | None = None, stored: bool =
     fine-tuning's convention, which the trainer honours: context, no loss). `stored`: the
     table has the `message_json` column; rows that hold it are not rendered again.
     """
-    rendered = _render_sql(m)
+    rendered = render_sql(m)
     if stored:
         rendered = f"coalesce({m}.message_json, {rendered})"
+    return with_weight(rendered, no_loss)
+
+
+def with_weight(message: str, no_loss: str | None) -> str:
+    """SQL: the message JSON `message` with `"weight":0` added where `no_loss` holds."""
     if not no_loss:
-        return rendered
-    return (f"CASE WHEN {no_loss} THEN substr({rendered}, 1, length({rendered}) - 1) || ',\"weight\":0}}' "
-            f"ELSE {rendered} END")
+        return message
+    return (f"CASE WHEN {no_loss} THEN substr({message}, 1, length({message}) - 1) || ',\"weight\":0}}' "
+            f"ELSE {message} END")
 
 
-def _render_sql(m: str) -> str:
+def render_sql(m: str) -> str:
+    """SQL: the message JSON rendered from the row's columns (what message_json stores)."""
     return (
         f"""('{{"role":' || to_json({m}.role)::VARCHAR || ',"content":' || """
         f"""CASE WHEN {m}.content IS NULL THEN '""' """

@@ -58,7 +58,7 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     """)
     q(f"""
         CREATE OR REPLACE TABLE _snap_turn_msgs AS
-        SELECT session_id, turn, count(*) AS n,
+        SELECT session_id, turn, count(*) AS n, count(*) FILTER (WHERE role IN ('system', 'developer')) AS n_sys,
                min(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS first_pos,
                max(turn * {POS_SCALE} + idx_in_turn) FILTER (WHERE role = 'assistant') AS last_pos,
                min(turn * {POS_SCALE} + idx_in_turn) AS min_pos,

@@ -4,8 +4,12 @@ One row per example in `_snap_lines` holds what its messages need: the window of
 last position, where the line starts, which system messages stay (a repeated system prompt is
 written once), the turns masked out of the loss, and the line's tail (tools and metadata).
 The messages table is then joined once, and each message row becomes a piece: the separator
-before it, the message JSON (stored pre-rendered by the worker, rendered here for older rows)
-and, after a line's last message, its tail. The pieces in (line, position) order are the file.
+before it, the message JSON and, after a line's last message, its tail. The pieces in (line,
+position) order are the file.
+
+The message JSON is stored pre-rendered by the worker (`message_json`); when the parquet footers
+say every pinned row has it, the scan reads that column and no other text. Rows without it
+(lakes written before the column, parts-list content) are rendered here, byte for byte the same.
 
 Order without one big sort: the lines are cut into ranges whose pieces fit in memory and each
 range is one ordered query (DuckDB sorts it without spilling); a small snapshot is one range.
@@ -16,9 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from lake.duck import Lake
+from pathlib import Path
+
+from lake.duck import Lake, is_local
 from lake.filters import SnapshotSpec
-from lake.formats import POS_SCALE, concat_bytes, message_json_sql
+from lake.formats import POS_SCALE, concat_bytes, render_sql, with_weight
+from lake.tables import MESSAGES, table_uri
 
 __all__ = ["has_message_json", "prepare_lines", "rows_sql", "write_lines"]
 
@@ -27,7 +34,7 @@ SYSTEM = "('system', 'developer')"
 # (0.2 s of a small snapshot's start-up); above, Arrow buffers are written without copies.
 SMALL_ROWS = 300_000
 # Pieces one ordered range may hold in memory; DuckDB's sort needs about twice that.
-RANGE_BYTES = 256 << 20
+RANGE_BYTES = 384 << 20
 
 
 class Sink(Protocol):
@@ -96,7 +103,11 @@ def _carries(spec: SnapshotSpec) -> bool:
 
 def prepare_lines(lake: Lake, spec: SnapshotSpec) -> None:
     """`_snap_lines`: one row per example with everything its message rows are filtered and framed by."""
-    prepare_system(lake, spec)
+    # Session lines (one per session, from turn 0) keep each system message's first occurrence:
+    # a GROUP BY, cheaper than the window that turn windows need.
+    first_only = spec.granularity == "session"
+    if not first_only:
+        prepare_system(lake, spec)
     q = lake.query
     # Where a line starts: its window's first message (a system message there is never a repeat
     # inside the window), or the first non-system one without system messages; a system
@@ -117,20 +128,30 @@ def prepare_lines(lake: Lake, spec: SnapshotSpec) -> None:
             FROM w LEFT JOIN c ON c.ex_ord = w.ex_ord
         """
     ctes = [f"f AS ({first})",
-            # Rows per line, for cutting the stream into ranges (an upper bound: repeats included).
-            f"""n AS (SELECT e.ex_ord, sum(t.n) AS est_rows FROM _snap_examples e
+            # Non-system rows per line, for cutting the stream into ranges (plus the kept system ones).
+            f"""n AS (SELECT e.ex_ord, sum(t.n - t.n_sys) AS est_rows FROM _snap_examples e
                       JOIN _snap_turn_msgs t ON t.session_id = e.session_id
                        AND t.turn BETWEEN e.win_start AND e.ex_turn GROUP BY e.ex_ord)"""]
-    cols, joins = ["f.first_pos", "coalesce(n.est_rows, 0) AS est_rows"], ["JOIN f USING (ex_ord)", "LEFT JOIN n USING (ex_ord)"]
+    est = "coalesce(n.est_rows, 0)"
+    cols, joins = ["f.first_pos"], ["JOIN f USING (ex_ord)", "LEFT JOIN n USING (ex_ord)"]
     if spec.include_system:
         # The system messages a line keeps: inside its window, not a repeat of one earlier in it.
+        if first_only:
+            sys_rows = f"""(SELECT m.session_id, min(m.turn * {POS_SCALE} + m.idx_in_turn) AS pos
+                            FROM raw_messages m SEMI JOIN _snap_kept k ON m.session_id = k.session_id
+                            WHERE m.role IN {SYSTEM} GROUP BY m.session_id, m.role, m.content)"""
+            cond = "y.pos <= e.end_pos"
+        else:
+            sys_rows = "_snap_sys"
+            cond = ("y.turn BETWEEN e.win_start AND e.ex_turn AND y.pos <= e.end_pos "
+                    "AND (y.prev_turn IS NULL OR y.prev_turn < e.win_start)")
         ctes.append(f"""s AS (SELECT e.ex_ord, list(y.pos ORDER BY y.pos) AS sys_keep FROM _snap_examples e
-                              JOIN _snap_sys y ON y.session_id = e.session_id
-                               AND y.turn BETWEEN e.win_start AND e.ex_turn AND y.pos <= e.end_pos
-                              WHERE y.prev_turn IS NULL OR y.prev_turn < e.win_start
+                              JOIN {sys_rows} y ON y.session_id = e.session_id AND {cond}
                               GROUP BY e.ex_ord)""")
         cols.append("coalesce(s.sys_keep, []::BIGINT[]) AS sys_keep")
         joins.append("LEFT JOIN s USING (ex_ord)")
+        est += " + len(coalesce(s.sys_keep, []::BIGINT[]))"
+    cols.append(f"{est} AS est_rows")
     if spec.mask_invalid_turns:
         # The turns whose assistant messages are context only (--mask-invalid-turns).
         ctes.append("""x AS (SELECT t.session_id, list(t.turn) AS masked_turns
@@ -150,34 +171,41 @@ def prepare_lines(lake: Lake, spec: SnapshotSpec) -> None:
     """)
 
 
-def stream_sql(lake: Lake, spec: SnapshotSpec, lo: int | None = None, hi: int | None = None) -> str:
-    """The pieces of lines lo <= ex_ord < hi (all when None), ordered so that they concatenate to the file."""
-    where = "" if lo is None else f"WHERE ex_ord >= {int(lo)} AND ex_ord < {int(hi or 0)}"
+def stream_sql(lake: Lake, spec: SnapshotSpec, *, mode: str = "all", lines: tuple[int, int] | None = None) -> str:
+    """The pieces of every line with their sort keys, ordered (or not) so that they concatenate to the file.
+
+    mode "all": every row, rendered where it holds no stored JSON; "stored": the stored JSON
+    only (reads no other message column; for lakes where every row has it). `lines`: only
+    the lines lo <= ex_ord < hi.
+    """
+    stored = has_message_json(lake)
+    where = "" if lines is None else f"WHERE ex_ord >= {int(lines[0])} AND ex_ord < {int(lines[1])}"
     pos = f"m.turn * {POS_SCALE} + m.idx_in_turn"
     keep = f"NOT m.role IN {SYSTEM}"
     if spec.include_system:
         keep = f"({keep} OR list_contains(e.sys_keep, {pos}))"
     if spec.granularity == "session":
         # One line per session from its first turn: the session alone finds the rows.
-        source = f"e JOIN raw_messages m ON m.session_id = e.session_id"
+        source = "e JOIN raw_messages m ON m.session_id = e.session_id"
     else:
         source = ("(SELECT e.*, unnest(range(e.win_start, e.ex_turn + 1)) AS src_turn FROM e) e "
                   "JOIN raw_messages m ON m.session_id = e.session_id AND m.turn = e.src_turn")
+    if mode == "stored":
+        base = "m.message_json"
+    else:
+        base = f"coalesce(m.message_json, {render_sql('m')})" if stored else render_sql("m")
     no_loss = "m.role = 'assistant' AND list_contains(e.masked_turns, m.turn)" if spec.mask_invalid_turns else None
-    msg = message_json_sql("m", no_loss=no_loss, stored=has_message_json(lake))
     rows = f"""
         SELECT e.ex_ord, {pos} AS pos, e.first_pos, e.comp_start, e.end_pos, e.is_val, e.tail, m.role,
-               {msg} AS msg
+               {with_weight(base, no_loss)} AS msg
         FROM {source}
         WHERE {pos} <= e.end_pos AND {keep}
     """
     if _carries(spec):
         # The system message in effect before a turn window (its latest one before the window).
-        carried = message_json_sql("m", stored=has_message_json(lake))
         rows += f"""
             UNION ALL
-            SELECT e.ex_ord, c.pos, e.first_pos, e.comp_start, e.end_pos, e.is_val, e.tail, m.role,
-                   {carried} AS msg
+            SELECT e.ex_ord, c.pos, e.first_pos, e.comp_start, e.end_pos, e.is_val, e.tail, m.role, {base} AS msg
             FROM e ASOF JOIN _snap_sys c ON e.session_id = c.session_id AND e.end_pos >= c.pos
             JOIN raw_messages m ON m.session_id = c.session_id AND m.turn = c.turn AND m.idx_in_turn = c.idx_in_turn
             WHERE c.turn < e.win_start
@@ -191,7 +219,7 @@ def stream_sql(lake: Lake, spec: SnapshotSpec, lo: int | None = None, hi: int | 
     return f"""
         WITH e AS (SELECT * FROM _snap_lines {where}),
         r AS ({rows})
-        SELECT r.role, r.is_val, r.pos = r.end_pos AS is_last,
+        SELECT r.ex_ord, r.pos, r.role, r.is_val, r.pos = r.end_pos AS is_last,
                {head} || r.msg || CASE WHEN r.pos = r.end_pos THEN r.tail ELSE '' END AS piece
         FROM r ORDER BY r.ex_ord, r.pos
     """
@@ -215,12 +243,41 @@ def write_lines(lake: Lake, spec: SnapshotSpec, sinks: Mapping[str, Sink], roles
     est_rows, row_bytes = lake.query(f"""
         SELECT coalesce(sum(est_rows), 0), {_row_bytes(lake)} FROM _snap_lines
     """).fetchone()
+    # Every pinned message stored pre-rendered: the scan reads message_json and no other text.
+    mode = "stored" if _all_stored(lake) else "all"
     if est_rows <= SMALL_ROWS:
-        return _write_small(lake.query(stream_sql(lake, spec)), sinks, roles, bar, batch_rows)
+        return _write_small(lake.query(stream_sql(lake, spec, mode=mode)), sinks, roles, bar, batch_rows)
     messages = 0
     for lo, hi in _ranges(lake, (range_bytes or RANGE_BYTES) // max(int(row_bytes or 1), 1)):
-        messages += _write_arrow(lake.query(stream_sql(lake, spec, lo, hi)), sinks, roles, bar, batch_rows)
+        result = lake.query(stream_sql(lake, spec, mode=mode, lines=(lo, hi)))
+        messages += _write_arrow(result, sinks, roles, bar, batch_rows)
     return messages
+
+
+def _all_stored(lake: Lake) -> bool:
+    """Whether every message row at the pinned version holds message_json, from the parquet footers.
+
+    Only for local lakes read with the delta extension (file names and footers are cheap there);
+    elsewhere the snapshot renders where the column is null, reading the other columns too.
+    """
+    if not has_message_json(lake) or lake.reader != "delta" or not is_local(lake.lake_uri):
+        return False
+    uri = str(Path(table_uri(lake.lake_uri, MESSAGES).removeprefix("file://")).resolve())
+    files = [f for (f,) in lake.query(f"""
+        SELECT DISTINCT filename FROM delta_scan({_lit(uri)}, version := {int(lake.versions[MESSAGES])}, filename := true)
+    """).fetchall()]
+    if not files:
+        return True
+    rows, stored = lake.query(f"""
+        SELECT sum(num_values) FILTER (WHERE path_in_schema = 'session_id'),
+               sum(num_values - stats_null_count) FILTER (WHERE path_in_schema = 'message_json')
+        FROM parquet_metadata([{", ".join(_lit(f) for f in files)}])
+    """).fetchone()
+    return rows is not None and stored is not None and int(rows) == int(stored)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _row_bytes(lake: Lake) -> str:
@@ -237,7 +294,7 @@ def _write_small(result: Any, sinks: Mapping[str, Sink], roles: dict[str, int], 
     while rows := result.fetchmany(batch_rows):
         parts: dict[bool, list[str]] = {False: [], True: []}
         lines = {False: 0, True: 0}
-        for role, is_val, is_last, piece in rows:
+        for _, _, role, is_val, is_last, piece in rows:
             parts[is_val].append(piece)
             lines[is_val] += bool(is_last)
             roles[str(role)] = roles.get(str(role), 0) + 1
@@ -256,13 +313,11 @@ def _write_arrow(result: Any, sinks: Mapping[str, Sink], roles: dict[str, int], 
 
     messages = 0
     for batch in result.to_arrow_reader(batch_rows):
-        lines = int(pc.sum(batch.column("is_last")).as_py() or 0)
-        is_val = batch.column("is_val")
-        pieces = batch.column("piece")
+        is_last, is_val, pieces = batch.column("is_last"), batch.column("is_val"), batch.column("piece")
+        lines = int(pc.sum(is_last).as_py() or 0)
         if pc.any(is_val).as_py():
-            keep = pc.invert(is_val)
-            val_lines = int(pc.sum(pc.and_(batch.column("is_last"), is_val)).as_py() or 0)
-            sinks["train"].write(concat_bytes(pieces.filter(keep)), lines - val_lines)
+            val_lines = int(pc.sum(pc.and_(is_last, is_val)).as_py() or 0)
+            sinks["train"].write(concat_bytes(pieces.filter(pc.invert(is_val))), lines - val_lines)
             sinks["val"].write(concat_bytes(pieces.filter(is_val)), val_lines)
         else:
             sinks["train"].write(concat_bytes(pieces), lines)
