@@ -28,9 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Defaults per device: (CPU, CUDA). A flag given on the command line always wins.
 PROFILES: dict[str, tuple[Any, Any]] = {
-    "episodes": (12, 96),
+    "episodes": (16, 96),
     "max_turns": (20, 30),
-    "train_steps": (12, 300),
+    "train_steps": (20, 300),
     "batch_size": (4, 16),
     "learning_rate": (3e-4, 1e-4),
     "train_top_layers": (10, 0),
@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     thread_env = _set_threads(args.threads)
     timings: dict[str, float] = {}
     services = Services(out)
+    show = lambda r: console.print(r.line(), markup=False)  # noqa: E731 - '[collect_wood]' is not rich markup
     t_all = time.monotonic()
     console.print(
         f"profile {args.profile}: {args.episodes} teacher episodes x {args.max_turns} turns, {args.train_steps} steps "
@@ -203,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         _step(console, f"2/6 {args.episodes} teacher episodes on Crafter, published live")
         teacher = run_episodes(
             list(range(args.episodes)), policy="teacher", max_turns=args.max_turns,
-            concurrency=args.concurrency, split="train", run_id=teacher_run, on_result=lambda r: console.print(r.line()),
+            concurrency=args.concurrency, split="train", run_id=teacher_run, on_result=show,
         )
         waited = _wait_for_sessions(lake, teacher_run, len(teacher), services)
         timings["teacher_episodes_s"] = time.monotonic() - t0
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         for label, run_id, model in (("base", base_run, args.model), ("fine-tuned", tuned_run, str(model_dir))):
             run_episodes(
                 held_out, policy="model", model=model, max_turns=args.eval_max_turns, concurrency=args.concurrency,
-                split="eval", run_id=run_id, on_result=lambda r: console.print(r.line()),
+                split="eval", run_id=run_id, on_result=show,
                 max_new_tokens=34,  # the longest act call is 32 tokens
             )
             _wait_for_sessions(lake, run_id, len(held_out), services)

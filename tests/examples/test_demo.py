@@ -10,7 +10,7 @@ from examples.demo import PROFILES, _parser, resolve_profile
 def test_cpu_profile_is_picked_without_cuda_and_flags_override_it() -> None:
     args = resolve_profile(_parser().parse_args(["--train-steps", "3"]), cuda=False)
     assert args.profile == "cpu" and args.train_steps == 3
-    assert (args.episodes, args.batch_size, args.eval_episodes, args.threads) == (12, 4, 4, 1)
+    assert (args.episodes, args.batch_size, args.eval_episodes, args.threads, args.train_top_layers) == (16, 4, 4, 1, 10)
     # The floor: at least 4 held-out episodes of at least 10 agent turns per model.
     assert args.eval_episodes >= 4 and args.eval_max_turns >= 10
 
