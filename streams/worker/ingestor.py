@@ -278,11 +278,14 @@ class Ingestor:
             self._lookups, lambda: self.lake_sessions.load(missing, topic=topic, partition_of=partition_of)
         )
         self.counters["lake_lookups"] += 1
+        evict_at = self.clock() + self.settings.evict_after_s
         for sid, (st, written) in states.items():
             if sid not in self.sessions:
                 self.counters["sessions_reloaded"] += 1
                 self.sessions.put(sid, st)
                 self.sessions.written(sid, written)
+                if written[1]:  # finalized: leaves again unless this batch changes it
+                    self.sessions.expire(sid, evict_at)
 
     def _fold(self, batch: RowBatch, r: Record, event: Any, record_ms: int) -> None:
         tp = (r.topic, r.partition)

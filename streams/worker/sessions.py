@@ -77,6 +77,13 @@ class OpenSessions:
         if entry is not None:
             entry.written = status
 
+    def expire(self, sid: str, at: float) -> None:
+        """A session read back from the lake already finalized: it may leave memory at `at`
+        unless an event changes it first (a late duplicate must not pin it here)."""
+        entry = self._by_id.get(sid)
+        if entry is not None:
+            entry.evict_at = at
+
     def committed(self, rows: Iterable[dict[str, Any]], *, now: float, evict_after_s: float, dirty: set[str]) -> None:
         """Finalized rows are in the lake: their sessions may leave memory after a while."""
         for row in rows:

@@ -65,6 +65,35 @@ def test_finished_sessions_leave_memory_and_late_events_are_resolved_against_the
     assert row["env_name"] == "crafter" and row["status"] in ("terminated", "truncated")
 
 
+def test_a_late_duplicate_does_not_pin_a_finished_session_in_memory(tmp_path):
+    lake = str(tmp_path / "lake")
+    clock = Clock(1.0e9)
+    (done,) = make_sessions(1, 3, seed=6, judgment_every=0)
+    settings = WorkerSettings(lake_uri=lake, rollout_topic="t", evict_after_s=60)
+
+    async def run() -> Ingestor:
+        ingestor = Ingestor(settings, clock=clock)
+        await ingestor.start()
+        await ingestor.on_assigned([("t", 0)])
+        await ingestor.handle_batch(_records(done.events, 0, clock.now))
+        await ingestor.flush(wait=True)
+        clock.now += 61
+        await ingestor.tick_sessions()
+        assert ingestor.open_sessions == 0
+        duplicate = next(e for e in done.events if e["type"] == "turn")
+        await ingestor.handle_batch(_records([duplicate], len(done.events), clock.now))
+        await ingestor.flush(wait=True)
+        assert ingestor.open_sessions == 1  # read back to drop the duplicate
+        clock.now += 61
+        await ingestor.tick_sessions()
+        await ingestor.stop()
+        return ingestor
+
+    ingestor = asyncio.run(run())
+    assert ingestor.open_sessions == 0 and ingestor.counters["sessions_evicted"] == 2
+    assert ingestor.counters["sessions_reloaded"] == 1 and ingestor.counters["duplicates"] == 1
+
+
 def test_a_restarted_worker_rebuilds_only_the_open_sessions_of_its_partitions(tmp_path):
     lake = str(tmp_path / "lake")
     sessions = make_sessions(4, 3, seed=4, judgment_every=0)
