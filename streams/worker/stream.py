@@ -11,6 +11,7 @@ from faust.web import Request, Response, View
 
 from streams.app import app, settings
 from streams.worker import transport
+from streams.worker.guard import LogResetError
 from streams.worker.ingestor import Ingestor, Record
 from streams.worker.metrics import WorkerCollector, render_metrics
 
@@ -143,7 +144,12 @@ async def ingest(stream: Any) -> None:
     app.topics.add(rollout_topic)
     while True:
         messages = await bulk.get(settings.take_max_records)
-        await ingestor.handle_batch([Record(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp, m) for m in messages])
+        try:
+            await ingestor.handle_batch([Record(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp, m) for m in messages])
+        except LogResetError:
+            # The ingestor has stopped the worker (app.crash). A restarted agent would wait on the
+            # queue for ever and hold the shutdown up, so this one ends here.
+            return
 
 
 @app.timer(interval=0.1)
