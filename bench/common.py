@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -139,3 +140,21 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.t0
+
+
+def bench_parser(prog: str, doc: str | None, *, quick: str, sessions: str) -> argparse.ArgumentParser:
+    """The options every load benchmark takes: --quick, --sessions, --no-save."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--sessions", type=int, default=None, help=sessions)
+    p.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    return p
+
+
+def mode_conf(args: argparse.Namespace, modes: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """("quick" or "full", a copy of that mode's settings with --sessions applied)."""
+    mode = "quick" if args.quick else "full"
+    conf = dict(modes[mode])
+    if args.sessions:
+        conf["sessions"] = args.sessions
+    return mode, conf

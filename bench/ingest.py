@@ -20,7 +20,6 @@ Faust). Results: bench/results/ingest-<mode>.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -33,7 +32,9 @@ from typing import Any
 
 from streams.broker import free_port
 
-from bench.common import REPO, SCRATCH, delta_commits, machine, machine_md, peak_rss_mib, percentile, report
+from bench.common import (
+    REPO, SCRATCH, bench_parser, delta_commits, machine, machine_md, mode_conf, peak_rss_mib, percentile, report,
+)
 
 TURNS = 20
 RECORDS_PER_SESSION = TURNS + 3 + 0.2  # start, turns, end, outcome reward, a judgment every 5th
@@ -230,19 +231,12 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="about a minute")
-    p.add_argument("--sessions", type=int, default=None, help="full-speed sessions (20 turns each)")
+    p = bench_parser("python -m bench.ingest", __doc__, quick="about a minute", sessions="full-speed sessions (20 turns each)")
     p.add_argument("--contenders", default=None, help="comma list of faust,floor,ingestor")
     p.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                    help="py-spy each contender for SECONDS of the full-speed phase (bench/out/ingest/*/pyspy.txt)")
-    p.add_argument("--no-save", action="store_true", help="do not write bench/results")
     args = p.parse_args(argv)
-    mode = "quick" if args.quick else "full"
-    conf = dict(MODES[mode])
-    if args.sessions:
-        conf["sessions"] = args.sessions
+    mode, conf = mode_conf(args, MODES)
     conf["profile_s"] = args.profile
     if args.contenders:
         conf["contenders"] = args.contenders.split(",")

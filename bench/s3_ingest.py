@@ -16,7 +16,6 @@ model. The S3/local ratio here is a floor for what a real store (MinIO, AWS) giv
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SCRATCH, machine, machine_md, report
+from bench.common import REPO, SCRATCH, bench_parser, machine, machine_md, mode_conf, report
 
 TURNS = 20
 PARTITIONS = 8
@@ -139,16 +138,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.s3_ingest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="about three minutes")
-    p.add_argument("--sessions", type=int, default=None, help="sessions (20 turns each) per case")
-    p.add_argument("--no-save", action="store_true", help="do not write bench/results")
+    p = bench_parser("python -m bench.s3_ingest", __doc__, quick="about three minutes",
+                     sessions="sessions (20 turns each) per case")
     args = p.parse_args(argv)
-    mode = "quick" if args.quick else "full"
-    conf = dict(MODES[mode])
-    if args.sessions:
-        conf["sessions"] = args.sessions
+    mode, conf = mode_conf(args, MODES)
     from streams.broker import EmbeddedBroker, free_port
     from tests.s3server import S3Server
 
