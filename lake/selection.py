@@ -147,6 +147,9 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
     # first 8 bytes over 2**64); with two keys or more neither side comes out empty: the key
     # nearest the cut moves. In SQL because handing DuckDB Python values imports pandas (0.5 s).
     vf = float(spec.val_fraction)
+    # Without a val split no key needs its hash (a sha256 per task).
+    frac = (f"('0x' || substr(sha256({lit(str(int(spec.split_seed)) + ':')} || _split_key), 1, 16))"
+            "::UBIGINT::DOUBLE / 18446744073709551616.0") if vf > 0 else "1.0"
     q(f"""
         CREATE OR REPLACE TABLE _snap_kept AS
         WITH k AS (
@@ -155,8 +158,7 @@ def select(lake: Lake, spec: SnapshotSpec) -> dict[str, Any]:
             FROM _snap_ordered o
         ),
         f AS (
-            SELECT _split_key, ('0x' || substr(sha256({lit(str(int(spec.split_seed)) + ":")} || _split_key), 1, 16))
-                               ::UBIGINT::DOUBLE / 18446744073709551616.0 AS frac
+            SELECT _split_key, {frac} AS frac
             FROM (SELECT DISTINCT _split_key FROM k)
         ),
         v AS (
