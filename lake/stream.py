@@ -171,12 +171,13 @@ def prepare_lines(lake: Lake, spec: SnapshotSpec) -> None:
     """)
 
 
-def stream_sql(lake: Lake, spec: SnapshotSpec, *, mode: str = "all", lines: tuple[int, int] | None = None) -> str:
+def stream_sql(lake: Lake, spec: SnapshotSpec, *, mode: str = "all", lines: tuple[int, int] | None = None,
+               keys: bool = True) -> str:
     """The pieces of every line with their sort keys, ordered (or not) so that they concatenate to the file.
 
     mode "all": every row, rendered where it holds no stored JSON; "stored": the stored JSON
     only (reads no other message column; for lakes where every row has it). `lines`: only
-    the lines lo <= ex_ord < hi.
+    the lines lo <= ex_ord < hi. `keys`: the sort keys (ex_ord, pos) among the columns.
     """
     stored = has_message_json(lake)
     where = "" if lines is None else f"WHERE ex_ord >= {int(lines[0])} AND ex_ord < {int(lines[1])}"
@@ -219,7 +220,7 @@ def stream_sql(lake: Lake, spec: SnapshotSpec, *, mode: str = "all", lines: tupl
     return f"""
         WITH e AS (SELECT * FROM _snap_lines {where}),
         r AS ({rows})
-        SELECT r.ex_ord, r.pos, r.role, r.is_val, r.pos = r.end_pos AS is_last,
+        SELECT {"r.ex_ord, r.pos, " if keys else ""}r.role, r.is_val, r.pos = r.end_pos AS is_last,
                {head} || r.msg || CASE WHEN r.pos = r.end_pos THEN r.tail ELSE '' END AS piece
         FROM r ORDER BY r.ex_ord, r.pos
     """
@@ -246,7 +247,9 @@ def write_lines(lake: Lake, spec: SnapshotSpec, sinks: Mapping[str, Sink], roles
     # Every pinned message stored pre-rendered: the scan reads message_json and no other text.
     mode = "stored" if _all_stored(lake) else "all"
     if est_rows <= SMALL_ROWS:
-        return _write_small(lake.query(stream_sql(lake, spec, mode=mode)), sinks, roles, bar, batch_rows)
+        # Fewer columns: every value becomes a Python object on this path.
+        small = stream_sql(lake, spec, mode=mode, keys=False)
+        return _write_small(lake.query(small), sinks, roles, bar, batch_rows)
     messages = 0
     for lo, hi in _ranges(lake, (range_bytes or RANGE_BYTES) // max(int(row_bytes or 1), 1)):
         result = lake.query(stream_sql(lake, spec, mode=mode, lines=(lo, hi)))
@@ -294,7 +297,7 @@ def _write_small(result: Any, sinks: Mapping[str, Sink], roles: dict[str, int], 
     while rows := result.fetchmany(batch_rows):
         parts: dict[bool, list[str]] = {False: [], True: []}
         lines = {False: 0, True: 0}
-        for _, _, role, is_val, is_last, piece in rows:
+        for role, is_val, is_last, piece in rows:
             parts[is_val].append(piece)
             lines[is_val] += bool(is_last)
             roles[str(role)] = roles.get(str(role), 0) + 1
