@@ -29,6 +29,16 @@ def _cli(capsys, *argv: str) -> str:
     return out.out + out.err
 
 
+def _rounded(value):
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def test_s3_lake_snapshot_is_byte_identical_to_local_and_reproducible(s3_lake_factory, s3_server, tmp_path, capsys):
     sessions, records = _events(seed=5)
     local, s3 = str(tmp_path / "lake"), s3_lake_factory()
@@ -44,7 +54,9 @@ def test_s3_lake_snapshot_is_byte_identical_to_local_and_reproducible(s3_lake_fa
         capsys, "sql", query, "--format", "json", "--lake", local)
     assert json.loads(_cli(capsys, "stats", "--format", "json", "--lake", s3))["sessions"] == json.loads(
         _cli(capsys, "stats", "--format", "json", "--lake", local))["sessions"]
-    assert _cli(capsys, "compare", "--format", "json", "--lake", s3) == _cli(capsys, "compare", "--format", "json", "--lake", local)
+    # Float sums may differ in the last bits with DuckDB's parallel aggregation order.
+    assert _rounded(json.loads(_cli(capsys, "compare", "--format", "json", "--lake", s3))) == _rounded(
+        json.loads(_cli(capsys, "compare", "--format", "json", "--lake", local)))
 
     snaps = {}
     for name, lake in (("local", local), ("s3", s3)):
