@@ -31,7 +31,7 @@ TOUR_LIMIT_S = 900
 # README lines that cannot run inside `make test` on this machine, and why.
 NOT_HERE = {
     "make test": "this test runs inside it",
-    "make demo": "13 minutes; the demo has its own tests (tests/examples)",
+    "make demo": "12-14 minutes; the demo has its own tests (tests/examples)",
     "--model HuggingFaceTB/SmolLM2-360M-Instruct": "downloads from the Hugging Face hub (offline here)",
     "accelerate launch": "several GPUs",
     "--model runs/smol360": "needs the hub model trained above",
