@@ -148,6 +148,9 @@ def markdown(r: dict[str, Any]) -> str:
         size = x.get("jsonl_mib", x.get("json_mib"))
         lines.append(f"| {name} | {x['wall_s']} | {x['cpu_s']} | {x['messages_written']:,} | {x['messages_per_s']:,} | "
                      f"{x.get('mib_per_s', round(size / x['wall_s'], 1))} | {x['peak_rss_mib']} | {size} |")
+    if "walls_s" in lake:
+        lines += ["", f"Each row is the median of {len(lake['walls_s'])} rounds run in turn (lake, SQLite, export); wall "
+                  f"seconds per round: lake {lake['walls_s']}, SQLite {sql['walls_s']}, export {exp['walls_s']}."]
     lines += ["", f"Ratios (same run): MiB/s vs the DuckDB JSON-export limit {r['ratios']['vs_export_limit']}; "
               f"wall-time speed-up over SQLite {r['ratios']['speedup_wall']}x; on CPU time (steadier on a shared "
               f"machine): {r['ratios']['vs_export_limit_cpu']} of the export limit's MiB per CPU second, "
@@ -160,23 +163,33 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time, with every round's wall times beside it."""
+    pick = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+    return {**pick, "walls_s": [r["wall_s"] for r in runs]} if len(runs) > 1 else pick
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.snapshot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sessions", type=int, default=None)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="rounds of the three paths, in turn; each row is its median-wall round "
+                        "(default 3 quick, 1 full: a first run pays a cold page cache)")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
+    repeat = max(1, args.repeat or (3 if mode == "quick" else 1))
     n = args.sessions or MODES[mode]
     mach = machine()
     work = SCRATCH / "snapshot"
     lake, db = work / f"lake-{n}", work / f"traces-{n}.db"
     work.mkdir(parents=True, exist_ok=True)
     data = build(lake, db, n)
-    lake_r = run_lake(lake, work / "snap")
-    sql_r = run_sqlite(db, work / "sqlite.jsonl")
-    exp_r = run_export(lake, work / "export.json")
+    rounds = [(run_lake(lake, work / "snap"), run_sqlite(db, work / "sqlite.jsonl"), run_export(lake, work / "export.json"))
+              for _ in range(repeat)]
+    lake_r, sql_r, exp_r = (_median(list(runs)) for runs in zip(*rounds))
     lake_r["mib_per_s"] = round(lake_r["jsonl_mib"] / lake_r["wall_s"], 1)
     ratios = {"vs_export_limit": round(lake_r["mib_per_s"] / exp_r["mib_per_s"], 2),
               "speedup_wall": round(sql_r["wall_s"] / lake_r["wall_s"], 2),
