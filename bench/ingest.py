@@ -107,6 +107,7 @@ def _loadgen(bootstrap: str, topic: str, prefix: str, sessions: int, rate: float
 
 def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: bool) -> dict[str, Any]:
     from streams.broker import EmbeddedBroker, create_topics, free_port
+    from streams.settings import dead_letter_topic_for
 
     import pyarrow.parquet as pq
 
@@ -117,7 +118,7 @@ def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: 
     log = workdir / slug / "worker.log"
     topic = "bench-rollouts"
     with EmbeddedBroker(port=free_port(), log_path=workdir / slug / "tansu.log") as broker:
-        create_topics(broker.bootstrap_servers, {topic: 4, f"{topic}.dead-letters": 1})
+        create_topics(broker.bootstrap_servers, {topic: 4, dead_letter_topic_for(topic): 1})
         env = _env(broker.bootstrap_servers, topic, lake, f"bench-{contender}")
         prof_path = workdir / slug / "pyspy.txt" if profile else None
         proc = _start(contender, env, log)

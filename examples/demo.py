@@ -93,9 +93,10 @@ class Services:
 
     def start(self, lake: Path) -> None:
         from streams.broker import EmbeddedBroker, free_port
+        from streams.settings import dead_letter_topic_for
 
         self.broker = EmbeddedBroker(
-            port=free_port(), topics={self.topic: 4, f"{self.topic}.dead-letters": 1}, log_path=self.out / "broker.log"
+            port=free_port(), topics={self.topic: 4, dead_letter_topic_for(self.topic): 1}, log_path=self.out / "broker.log"
         ).start()
         env = {
             **os.environ,

@@ -12,11 +12,11 @@ __all__ = ["main"]
 
 def _broker(args: argparse.Namespace) -> int:
     from streams.broker import EmbeddedBroker
-    from streams.settings import KafkaSettings
+    from streams.settings import KafkaSettings, dead_letter_topic_for
 
     settings = KafkaSettings()
     topic = args.topic or settings.rollout_topic
-    dlq = settings.dead_letter_topic or f"{topic}.dead-letters"
+    dlq = settings.dead_letter_topic or dead_letter_topic_for(topic)
     broker = EmbeddedBroker(host=args.host, port=args.port, topics={topic: args.partitions, dlq: 1})
 
     def _on_signal(signum: int, _frame: object) -> None:

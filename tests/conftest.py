@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.settings import dead_letter_topic_for
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,7 +33,7 @@ def topic_factory(broker: EmbeddedBroker) -> Callable[..., str]:
 
     def make(partitions: int = 4, *, prefix: str = "rollouts") -> str:
         name = f"{prefix}-{next(_topic_counter)}-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap_servers, {name: partitions, f"{name}.dead-letters": 1})
+        create_topics(broker.bootstrap_servers, {name: partitions, dead_letter_topic_for(name): 1})
         return name
 
     return make

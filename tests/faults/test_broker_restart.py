@@ -23,6 +23,7 @@ import pytest
 
 from streams import RolloutPublisher
 from streams.broker import EmbeddedBroker, create_topics, free_port
+from streams.settings import dead_letter_topic_for
 from streams.synthetic import make_sessions, to_records
 from tests.faults.conftest import exact, expected, lake_counts, publish, wait_for, worker_env, Worker
 
@@ -78,7 +79,7 @@ def _counts_of(events: list[dict]) -> dict[str, int]:
 def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_factory, tmp_path):
     bootstrap = own_broker.bootstrap_servers
     topic, lake, group = "rollouts", lake_uri_factory(), f"g-restart-{uuid.uuid4().hex[:6]}"
-    create_topics(bootstrap, {topic: 4, f"{topic}.dead-letters": 1})
+    create_topics(bootstrap, {topic: 4, dead_letter_topic_for(topic): 1})
     started: list[Worker] = []
 
     def worker(**extra: str) -> Worker:
@@ -120,7 +121,7 @@ def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_fa
         down = time.time()
         time.sleep(1.0)
         own_broker.start()
-        create_topics(bootstrap, {topic: 4, f"{topic}.dead-letters": 1})
+        create_topics(bootstrap, {topic: 4, dead_letter_topic_for(topic): 1})
         up = time.time()
         app.join(120)
         assert not app.is_alive() and not errors, f"the SDK did not ride through the restart: {errors!r}"

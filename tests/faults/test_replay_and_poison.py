@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from streams.settings import dead_letter_topic_for
 from streams.synthetic import poison_records
 from tests.faults.conftest import (exact, expected, lake_counts, publish, publish_sentinels, read, sentinels_in,
                                    table_rows, wait_for, workload)
@@ -103,7 +104,7 @@ def test_poison_of_every_kind_lands_in_dead_letters_with_its_error(broker, topic
                              auto_offset_reset="earliest", max_partition_fetch_bytes=2 * 1024 * 1024)
         await c.start()
         try:
-            tp = TopicPartition(f"{topic}.dead-letters", 0)
+            tp = TopicPartition(dead_letter_topic_for(topic), 0)
             c.assign([tp])
             await c.seek_to_beginning(tp)
             out = []
