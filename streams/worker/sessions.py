@@ -156,10 +156,6 @@ class KnownSessions:
     def add(self, sid: str) -> None:
         self.update([sid])
 
-    @property
-    def nbytes(self) -> int:
-        return sum(bits.nbytes for bits, *_ in self._layers)
-
 
 class LakeSessions:
     """Reads session state back from the lake's Delta tables (runs in a worker thread)."""

@@ -88,15 +88,13 @@ if settings.fast_delivery:
     bulk = transport.Consumer.bulk = transport.Bulk({settings.rollout_topic})
 
 
-def _ack(item: Any) -> None:
-    if bulk is not None:
-        app.consumer.ack(item)
-    else:
-        item.ack()
+def _ack_message(message: Any) -> None:
+    app.consumer.ack(message)
 
 
+# Faust events (FAST_DELIVERY=false) ack themselves: the committer's default.
 ingestor = Ingestor(settings, send_dead_letter=_send_dead_letter, partition_log=_FaustPartitionLog(), crash=app.crash,
-                    ack=_ack)
+                    ack=_ack_message if bulk is not None else None)
 
 
 def _highwater(tp: tuple[str, int]) -> int | None:
