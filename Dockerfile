@@ -19,4 +19,4 @@ ENV KAFKA_BOOTSTRAP_SERVERS=kafka:9092 \
     ROLLOUT_TOPIC=rollout-events \
     LAKE_URI=/lake
 
-CMD ["faust", "-A", "streams.app", "worker", "-l", "info"]
+CMD ["faust", "-A", "streams.worker.app", "worker", "-l", "info"]

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import duckdb
 
-    from lake.duck import delta_extension_path
+    from lake.reader import delta_extension_path
 
     # The same connection settings as lake.connect (no signature re-check of the extension).
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,

@@ -13,7 +13,7 @@ Each contender gets a fresh Tansu broker (in-memory, so runs do not pile up in R
 Freshness (event-to-queryable) of a turn = the commit timestamp, in the Delta log, of the
 `turns` commit that holds it - its `ts`, which the load generator set at send time.
 
-Contenders: `faust` (`faust -A streams.app worker`), `floor` (plain aiokafka + parse_event +
+Contenders: `faust` (`faust -A streams.worker.app worker`), `floor` (plain aiokafka + parse_event +
 RowBatch + LakeWriter: the baseline) and `ingestor` (plain aiokafka + the worker's Ingestor, no
 Faust). Results: bench/results/ingest-<mode>.json and .md.
 """
@@ -30,11 +30,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streams.broker import free_port
-
 from bench.common import (
-    REPO, SCRATCH, bench_parser, delta_commits, machine, machine_md, mode_conf, peak_rss_mib, percentile, report,
+    REPO,
+    SCRATCH,
+    bench_parser,
+    delta_commits,
+    machine,
+    machine_md,
+    mode_conf,
+    peak_rss_mib,
+    percentile,
+    report,
 )
+from streams.devtools.broker import free_port
 
 TURNS = 20
 RECORDS_PER_SESSION = TURNS + 3 + 0.2  # start, turns, end, outcome reward, a judgment every 5th
@@ -65,7 +73,7 @@ def _start(contender: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     contender, _, extra = contender.partition(":")
     env = dict(env, **dict(kv.split("=", 1) for kv in extra.split(",") if kv))
     if contender == "faust":
-        cmd = [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"]
+        cmd = [sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"]
     else:
         cmd = [sys.executable, "-m", "bench.plain_consumer", "--mode", contender]
     fh = open(log, "ab")
@@ -106,10 +114,10 @@ def _loadgen(bootstrap: str, topic: str, prefix: str, sessions: int, rate: float
 
 
 def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: bool) -> dict[str, Any]:
-    from streams.broker import EmbeddedBroker, create_topics, free_port
-    from streams.settings import dead_letter_topic_for
-
     import pyarrow.parquet as pq
+
+    from schemas.kafka import dead_letter_topic_for
+    from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 
     slug = contender.replace(":", "_").replace("=", "-").replace(",", "_")
     lake = workdir / slug / "lake"

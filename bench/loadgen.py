@@ -2,7 +2,7 @@
 
 `python -m bench.loadgen --bootstrap HOST:PORT --topic T --prefix full --sessions N [--rate TURNS_S]`
 
-Events come from streams.synthetic (20 turns x 4 messages, a 600-character observation), encoded
+Events come from streams.devtools.synthetic (20 turns x 4 messages, a 600-character observation), encoded
 once as templates; each record gets its session id and its `ts` = the moment it is handed to the
 producer, so the lake's `ts` column carries the send time and freshness can be read off Delta.
 Prints one JSON line: records, turns, first/last send time, acked time.
@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from streams.synthetic import make_sessions
+from streams.devtools.synthetic import make_sessions
 
 TS = "2000-01-01T00:00:00.000000+00:00"
 INTERLEAVE = 64  # sessions played at once, as a task app pool would

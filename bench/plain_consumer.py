@@ -1,6 +1,6 @@
 """Baselines for bench.ingest: a plain aiokafka consumer on the worker's own building blocks.
 
-`--mode floor`: validate (schemas.parse_event) and append the rows (streams.batch.RowBatch ->
+`--mode floor`: validate (schemas.parse_event) and append the rows (streams.worker.rows.RowBatch ->
 lake.writer.LakeWriter, offsets as Delta app transactions) in batches, one commit in flight,
 Kafka offsets committed after each Delta commit. No session assembly, no `sessions` MERGE: the
 floor of Python overhead for getting these events into Delta exactly once.
@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
-from streams.batch import RowBatch
-from streams.settings import WorkerSettings
+from streams.worker.rows import RowBatch
+from streams.worker.settings import WorkerSettings
 
 
 async def run(mode: str, settings: WorkerSettings) -> None:

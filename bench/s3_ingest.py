@@ -5,7 +5,7 @@
 
 One fresh Tansu broker and one S3-API server (moto's server mode, its own process, on localhost)
 for the run. Each case gets a fresh 8-partition topic and a fresh lake; the load generator
-publishes N sessions x 20 turns at full speed while 1 or 2 `faust -A streams.app worker`
+publishes N sessions x 20 turns at full speed while 1 or 2 `faust -A streams.worker.app worker`
 processes (one consumer group, ready before the first send) ingest. Rate = turns / (last `turns`
 commit - first send), the commit time read from the Delta log the same way for both stores
 (as bench.ingest's turns/s).
@@ -61,8 +61,8 @@ def _turn_count(lake: str) -> int:
 
 
 def run_case(store: str, workers: int, conf: dict[str, Any], broker: Any, s3: Any, workdir: Path) -> dict[str, Any]:
-    from streams.broker import create_topics, free_port
-    from streams.settings import dead_letter_topic_for
+    from schemas.kafka import dead_letter_topic_for
+    from streams.devtools.broker import create_topics, free_port
 
     name = f"{store}-{workers}w"
     shutil.rmtree(workdir / name, ignore_errors=True)
@@ -78,7 +78,7 @@ def run_case(store: str, workers: int, conf: dict[str, Any], broker: Any, s3: An
     for i in range(workers):
         logs.append(workdir / name / f"worker-{i}.log")
         with open(logs[-1], "ab") as log:
-            procs.append(subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            procs.append(subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"],
                                           cwd=REPO, env=dict(env, WEB_PORT=str(free_port())), stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True))
     try:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                      sessions="sessions (20 turns each) per case")
     args = p.parse_args(argv)
     mode, conf = mode_conf(args, MODES)
-    from streams.broker import EmbeddedBroker, free_port
+    from streams.devtools.broker import EmbeddedBroker, free_port
     from tests.s3server import S3Server
 
     workdir = SCRATCH / "s3_ingest"

@@ -3,9 +3,9 @@
     python -m bench.snapshot --quick    # 5,000 sessions / 200k messages, about a minute
     python -m bench.snapshot            # 100,000 sessions / 4M messages (the lake is cached)
 
-The lake is written through the worker's own code path without Kafka (streams.offline:
+The lake is written through the worker's own code path without Kafka (streams.worker.offline:
 validation, assembly, RowBatch, the exactly-once LakeWriter); the same sessions go into a
-synth-ai tracing_v3 SQLite database. Sessions: streams.synthetic, 10 turns x 4 messages
+synth-ai tracing_v3 SQLite database. Sessions: streams.devtools.synthetic, 10 turns x 4 messages
 (Crafter-sized), every turn valid so both paths select exactly the same sessions. Filter:
 `--min-reward 1 --splits train`. The limit: DuckDB exporting the lake's `messages` to JSON with
 a plain COPY (bench.duckdb_export), start-up included, in the same run. Every path runs in its
@@ -37,7 +37,7 @@ LAYOUT = 2  # 2: messages carry the pre-rendered message_json column; a cached l
 
 
 def _sessions(chunk: int, n: int):
-    from streams.synthetic import make_sessions
+    from streams.devtools.synthetic import make_sessions
 
     sessions = make_sessions(n, TURNS, seed=chunk, run_id="bench")
     for s in sessions:
@@ -50,7 +50,7 @@ def _sessions(chunk: int, n: int):
 def build(lake: Path, db: Path, n_sessions: int) -> dict[str, Any]:
     """Write n_sessions to the lake (real writer path) and to SQLite; cached by a marker file."""
     from bench.sqlite_baseline import create, insert_sessions
-    from streams.offline import write_events
+    from streams.worker.offline import write_events
 
     marker = lake / "BUILT.json"
     if marker.exists() and db.exists():
@@ -137,7 +137,7 @@ def markdown(r: dict[str, Any]) -> str:
     lake, sql, exp = r["lake_snapshot"], r["sqlite_baseline"], r["duckdb_json_export"]
     lines = [f"# Snapshot benchmark ({r['mode']} mode)\n", machine_md(r["machine"]),
              f"- data: {r['data']['sessions']:,} sessions, {r['data']['messages']:,} messages ({TURNS} turns x 4); "
-             f"lake {r['data']['lake_mib']} MiB (written through streams.offline at "
+             f"lake {r['data']['lake_mib']} MiB (written through streams.worker.offline at "
              f"{r['data']['lake_write_messages_per_s']:,} messages/s), SQLite {r['data']['sqlite_mib']} MiB\n",
              f"- filter: `--min-reward 1 --splits train` (same sessions kept on both paths: "
              f"{lake['sessions_kept']:,} vs {sql['sessions_kept']:,})\n",

@@ -42,7 +42,7 @@ def create(db: str) -> sqlite3.Connection:
 
 
 def insert_sessions(conn: sqlite3.Connection, sessions: Iterable[Any]) -> int:
-    """Write synthetic sessions (streams.synthetic) the way the tracer stores them; returns messages."""
+    """Write synthetic sessions (streams.devtools.synthetic) the way the tracer stores them; returns messages."""
     traces, steps, msgs, outcomes = [], [], [], []
     n = 0
     step_id = conn.execute("SELECT coalesce(max(id), 0) FROM session_timesteps").fetchone()[0]

@@ -1,13 +1,13 @@
 """`python -m lake ui` render times on a lake of 10,000 sessions (target: a page in under 1 s).
 
-The lake is written through streams.offline (the worker's validation, assembly and exactly-once
+The lake is written through streams.worker.offline (the worker's validation, assembly and exactly-once
 writer) and cached under bench/out/. The server is started as a user starts it
 (`python -m lake ui --port 0`) and each page is fetched over HTTP: the time is the whole request
 (pin check, DuckDB queries, template, transfer). Answers that depend only on the pinned versions
 (the form's suggestions, a filter's counts) are remembered until the versions change, so two
 rows show the uncached cost: a new filter per request, and the first request after a commit. Baselines from the same run: the page's own
 queries on an already open pinned connection (what the UI adds on top of DuckDB), and
-`lake.duck.connect` (what the first request after a worker commit pays to pin the new versions).
+`lake.reader.connect` (what the first request after a worker commit pays to pin the new versions).
 
     python -m bench.ui [--sessions 10000] [--repeats 7] [--no-save]
 """
@@ -35,8 +35,8 @@ FILTERED = "?min_reward=1&splits=train&sort=reward"
 
 
 def build(lake: Path, n_sessions: int) -> dict[str, Any]:
-    from streams.offline import write_events
-    from streams.synthetic import make_sessions
+    from streams.devtools.synthetic import make_sessions
+    from streams.worker.offline import write_events
 
     marker = lake / "BUILT.json"
     if marker.exists() and json.loads(marker.read_text())["sessions"] == n_sessions:
@@ -70,8 +70,8 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 def _baselines(lake: Path, session_id: str, repeats: int) -> dict[str, dict[str, float]]:
     """The list and session pages' queries on an open pinned connection, and a fresh connect()."""
-    from lake.duck import connect
-    from lake.filters import SnapshotSpec
+    from lake.reader import connect
+    from lake.spec import SnapshotSpec
     from lake.ui import queries
 
     out: dict[str, list[float]] = {"list_queries": [], "session_queries": [], "connect": []}
@@ -99,8 +99,8 @@ def _baselines(lake: Path, session_id: str, repeats: int) -> dict[str, dict[str,
 
 
 def run(lake: Path, repeats: int) -> dict[str, Any]:
-    from streams.offline import write_events
-    from streams.synthetic import make_sessions
+    from streams.devtools.synthetic import make_sessions
+    from streams.worker.offline import write_events
 
     session_id = f"bench-0-s0-{123:06d}"
     proc = subprocess.Popen([sys.executable, "-m", "lake", "ui", "--lake", str(lake), "--port", "0"],
@@ -154,7 +154,7 @@ def run(lake: Path, repeats: int) -> dict[str, Any]:
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# UI benchmark (`python -m lake ui`)", "", machine_md(r["machine"]),
              f"- data: {r['lake']['sessions']:,} sessions x {r['lake']['turns_per_session']} turns "
-             f"({r['lake']['messages']:,} messages), lake {r['lake']['lake_mib']} MiB, written through streams.offline",
+             f"({r['lake']['messages']:,} messages), lake {r['lake']['lake_mib']} MiB, written through streams.worker.offline",
              f"- each page fetched over HTTP from `python -m lake ui` {r['repeats']} times after a warm-up; "
              "time = the whole request (pin check, queries, template, transfer)",
              "- answers that depend only on the pinned versions (suggestions, a filter's counts, runs, tasks) are "
@@ -174,7 +174,7 @@ def markdown(r: dict[str, Any]) -> str:
               "| baseline | median s |", "|---|---|",
               f"| the list page's queries (suggestions, counts, rows; nothing remembered) on an open pinned connection | {b['list_queries']['median_s']} |",
               f"| the session page's queries on an open pinned connection | {b['session_queries']['median_s']} |",
-              f"| `lake.duck.connect` + lock_down (pinning new versions) | {b['connect']['median_s']} |", "",
+              f"| `lake.reader.connect` + lock_down (pinning new versions) | {b['connect']['median_s']} |", "",
               f"Ratios: list page / its queries {lst / max(b['list_queries']['median_s'], 1e-6):.2f}; "
               f"session page / its queries {ses / max(b['session_queries']['median_s'], 1e-6):.2f}; "
               f"first request after a commit / warm list page {live / max(lst, 1e-6):.2f} "

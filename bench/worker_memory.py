@@ -3,7 +3,7 @@
     python -m bench.worker_memory            # 50,000 sessions, a few minutes
     python -m bench.worker_memory --sessions 10000 --no-save
 
-A real `faust -A streams.app worker` on a fresh embedded broker and lake. Small sessions (start,
+A real `faust -A streams.worker.app worker` on a fresh embedded broker and lake. Small sessions (start,
 two turns, end, outcome reward) are published in ten equal chunks; after each, the benchmark waits
 until every session row is in the lake and the worker's `rollout_lake_open_sessions` metric is
 back near zero, then reads the worker's RSS from /proc. Finally the worker is stopped, a new one
@@ -27,9 +27,9 @@ from deltalake import DeltaTable
 
 from bench.common import REPO, SCRATCH, machine, machine_md, report
 from lake.tables import table_uri
-from streams.broker import EmbeddedBroker, create_topics, free_port
-from streams.settings import dead_letter_topic_for
-from streams.synthetic import make_sessions, to_records
+from schemas.kafka import dead_letter_topic_for
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
+from streams.devtools.synthetic import make_sessions, to_records
 
 
 def _rss_mib(pid: int) -> float:
@@ -101,7 +101,7 @@ def run(total: int) -> dict:
 
         def start() -> subprocess.Popen:
             log = open(out / f"worker-{len(procs)}.log", "ab")
-            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"],
                                     cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             procs.append(proc)
             return proc

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=1150)
     args = p.parse_args(argv)
 
-    from lake.duck import connect
+    from lake.reader import connect
     from playwright.sync_api import sync_playwright
 
     with connect(args.lake) as lake:

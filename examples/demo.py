@@ -92,8 +92,8 @@ class Services:
         self.topic = "rollout-events"
 
     def start(self, lake: Path) -> None:
-        from streams.broker import EmbeddedBroker, free_port
-        from streams.settings import dead_letter_topic_for
+        from schemas.kafka import dead_letter_topic_for
+        from streams.devtools.broker import EmbeddedBroker, free_port
 
         self.broker = EmbeddedBroker(
             port=free_port(), topics={self.topic: 4, dead_letter_topic_for(self.topic): 1}, log_path=self.out / "broker.log"
@@ -113,7 +113,7 @@ class Services:
         }
         log = open(self.out / "worker.log", "ab")
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            [sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -134,7 +134,7 @@ class Services:
 
 def _wait_for_sessions(lake: Path, run_id: str, n: int, services: Services, timeout: float = 300.0) -> float:
     """Seconds until the lake shows `n` finalized sessions of `run_id`."""
-    from lake.duck import connect
+    from lake.reader import connect
 
     started = time.monotonic()
     while time.monotonic() - started < timeout:

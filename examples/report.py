@@ -23,7 +23,7 @@ GROUP BY 1
 def comparison_rows(lake_uri: str, names: dict[str, str]) -> dict[str, dict[str, Any]]:
     """`lake compare` rows of the runs in `names` (run_id -> label), keyed by label, in that order."""
     from lake.compare import compare_runs
-    from lake.duck import connect
+    from lake.reader import connect
 
     ids = ", ".join(f"'{run_id}'" for run_id in names)
     with connect(lake_uri) as con:

@@ -18,12 +18,12 @@ from schemas.lazy import lazy_getattr
 # Everything else loads on first use, so `python -m lake snapshot` on a small lake imports only
 # what it runs (no deltalake writer, maintenance or stats code).
 _LAZY = {
-    "Lake": "lake.duck", "connect": "lake.duck", "current_versions": "lake.duck",
-    "SnapshotSpec": "lake.filters", "load_toml": "lake.filters",
+    "Lake": "lake.reader", "connect": "lake.reader", "current_versions": "lake.reader",
+    "SnapshotSpec": "lake.spec", "load_toml": "lake.spec",
     "TableMaintenance": "lake.maintain", "maintain": "lake.maintain",
     "consistent_versions": "lake.pins",
-    "build_snapshot": "lake.snapshot", "load_manifest": "lake.snapshot", "plan_snapshot": "lake.snapshot",
-    "reproduce_snapshot": "lake.snapshot",
+    "build_snapshot": "lake.export", "load_manifest": "lake.export", "plan_snapshot": "lake.export",
+    "reproduce_snapshot": "lake.export",
     "lake_overview": "lake.stats",
     **dict.fromkeys(("DEAD_LETTERS", "MESSAGES", "REWARDS", "SCHEMAS", "SESSIONS", "TABLES", "TURNS", "table_uri"),
                     "lake.tables"),
@@ -32,11 +32,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from lake.duck import Lake, connect, current_versions
-    from lake.filters import SnapshotSpec, load_toml
+    from lake.export import build_snapshot, load_manifest, plan_snapshot, reproduce_snapshot
     from lake.maintain import TableMaintenance, maintain
     from lake.pins import consistent_versions
-    from lake.snapshot import build_snapshot, load_manifest, plan_snapshot, reproduce_snapshot
+    from lake.reader import Lake, connect, current_versions
+    from lake.spec import SnapshotSpec, load_toml
     from lake.stats import lake_overview
     from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SCHEMAS, SESSIONS, TABLES, TURNS, table_uri
     from lake.views import VIEWS

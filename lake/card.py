@@ -44,7 +44,7 @@ def _bars(hist: list[tuple[float, float, int]]) -> str:
 
 
 def _non_default(spec: Mapping[str, Any]) -> dict[str, Any]:
-    from lake.filters import SnapshotSpec
+    from lake.spec import SnapshotSpec
 
     defaults = SnapshotSpec().to_dict()
     return {k: v for k, v in spec.items() if defaults.get(k, object()) != v}

@@ -167,7 +167,7 @@ def _lake_uri(args: argparse.Namespace) -> str:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from lake.duck import connect
+    from lake.reader import connect
 
     with connect(_lake_uri(args), reader=args.reader) as lake:
         result = lake.read_only_query(args.query)
@@ -245,7 +245,7 @@ def _csv_cell(value: Any) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from lake.duck import connect
+    from lake.reader import connect
     from lake.stats import lake_overview, print_overview, write_plots
 
     with connect(_lake_uri(args), reader=args.reader) as lake:
@@ -267,7 +267,7 @@ def _compare(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from lake.compare import compare_runs
-    from lake.duck import connect
+    from lake.reader import connect
 
     with connect(_lake_uri(args), reader=args.reader) as lake:
         rows = compare_runs(lake, by=tuple(c.strip() for c in args.by.split(",") if c.strip()), where=args.where)
@@ -321,7 +321,7 @@ _SYNTH_AI_SHAPE = {"granularity": "turn", "context_turns": 0, "include_system": 
 
 
 def _spec_from_args(args: argparse.Namespace) -> Any:
-    from lake.filters import SnapshotSpec, load_toml
+    from lake.spec import SnapshotSpec, load_toml
 
     data: dict[str, Any] = {}
     out_from_config = None
@@ -377,8 +377,8 @@ def _snapshot(args: argparse.Namespace) -> int:
     out = args.out or out_from_config
     lake_uri = lake_arg or _lake_uri(args)
     if args.dry_run or args.stats_only:
-        from lake.duck import connect
-        from lake.snapshot import plan_snapshot
+        from lake.export import plan_snapshot
+        from lake.reader import connect
 
         with connect(lake_uri, reader=args.reader, memory_limit=args.memory_limit, threads=args.threads) as lake:
             plan = plan_snapshot(lake, spec, with_stats=args.stats_only)
@@ -389,9 +389,8 @@ def _snapshot(args: argparse.Namespace) -> int:
         return 0
     if not out:
         raise FilterSpecError("--out DIR is required (or `output`/`out` in --config), unless --dry-run/--stats-only")
-    from lake.snapshot import build_snapshot
-
     from lake.exceptions import EmptySnapshotError
+    from lake.export import build_snapshot
 
     try:
         manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
@@ -409,7 +408,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from lake.exceptions import FilterSpecError
-    from lake.snapshot import reproduce_snapshot
+    from lake.export import reproduce_snapshot
 
     if not args.out:
         raise FilterSpecError("--out DIR is required with --from-manifest")
@@ -447,7 +446,7 @@ def _wait(args: argparse.Namespace) -> int:
             return n >= args.sessions, f"{n}/{args.sessions} sessions ended with all turns in {lake_uri}"
     else:
         from lake.settings import LakeSettings
-        from streams.settings import KafkaSettings
+        from schemas.kafka import KafkaSettings
 
         kafka = KafkaSettings()
         topic = args.topic or kafka.rollout_topic
@@ -520,7 +519,7 @@ def _maintain(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     import os
 
-    from lake.duck import is_local
+    from lake.reader import is_local
     from lake.ui.server import serve
 
     lake_uri = _lake_uri(args)

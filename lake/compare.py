@@ -37,7 +37,7 @@ ORDER BY {group_cols}
 
 
 def compare_runs(lake: Any, *, by: tuple[str, ...] = ("model", "run_id"), where: str | None = None) -> list[dict[str, Any]]:
-    """Rows of COMPARE_SQL for an open `lake.duck.Lake`, grouped by `by` (session columns)."""
+    """Rows of COMPARE_SQL for an open `lake.reader.Lake`, grouped by `by` (session columns)."""
     allowed = {"model", "run_id", "policy_name", "env_name", "status"}
     bad = [col for col in by if col not in allowed]
     if bad:
@@ -46,8 +46,8 @@ def compare_runs(lake: Any, *, by: tuple[str, ...] = ("model", "run_id"), where:
         raise QueryError(f"cannot group by {bad}; choose from {sorted(allowed)}")
     sql = COMPARE_SQL.format(where=f"({where})" if where else "TRUE", group_cols=", ".join(by))
     if where:
-        from lake.duck import check_read_only
         from lake.exceptions import QueryError
+        from lake.reader import check_read_only
 
         # The predicate is user text: it must be one expression (the whole query one SELECT),
         # and it runs in the same sandbox as `lake sql` (no files outside the lake, no settings).

@@ -148,7 +148,7 @@ def consistent_versions(
     lake_uri: str, *, storage_options: Mapping[str, str] | None = None
 ) -> dict[str, int]:
     """Table versions that show whole worker batches only: every table at one point of the log."""
-    from lake.duck import _local_path, is_local
+    from lake.reader import _local_path, is_local
 
     if is_local(str(lake_uri)):
         dirs = {t: _local_path(table_uri(str(lake_uri), t)) for t in TABLES}

@@ -22,9 +22,9 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lake.duck import Lake
-from lake.filters import SnapshotSpec
 from lake.formats import message_json_sql
+from lake.reader import Lake
+from lake.spec import SnapshotSpec
 
 __all__ = ["write_pairs"]
 

@@ -2,7 +2,7 @@
 
 Every session gets one `drop_reason` (the first filter it fails, NULL when kept), then
 best-per-task, the train/val split and the limit; examples are (session, turn) rows. No
-message content is touched here: the heavy pass is the ordered stream in lake/snapshot.py.
+message content is touched here: the heavy pass is the ordered stream in lake/export.py.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import hashlib
 import math
 from typing import Any
 
-
-from lake.duck import Lake, check_read_only
 from lake.exceptions import FilterSpecError, QueryError
-from lake.filters import DEFAULT_OBJECTIVE, SnapshotSpec, lit, session_predicates
 from lake.formats import POS_SCALE
+from lake.reader import Lake, check_read_only
+from lake.spec import DEFAULT_OBJECTIVE, SnapshotSpec, lit, session_predicates
 from lake.views import task_stats_columns
 
 __all__ = ["select", "val_key_fraction", "DATA_REASONS"]

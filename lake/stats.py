@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lake.duck import Lake
+from lake.reader import Lake
 
 __all__ = ["lake_overview", "print_overview", "write_plots"]
 

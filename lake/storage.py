@@ -15,9 +15,9 @@ AWS_S3_ALLOW_UNSAFE_RENAME=true, and run one worker only (docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-import re
 from urllib.parse import urlsplit, urlunsplit
 
 from lake.exceptions import StorageConfigError
@@ -49,9 +49,9 @@ def storage_options(lake_uri: str, settings: StorageSettings | None = None) -> d
         return {}
     _check_scheme(lake_uri)
     if settings is None:
-        from lake.settings import StorageSettings  # pydantic-settings only for a remote lake
-
         from pydantic import ValidationError
+
+        from lake.settings import StorageSettings  # pydantic-settings only for a remote lake
 
         try:
             settings = StorageSettings()

@@ -18,13 +18,12 @@ range is one ordered query (DuckDB sorts it without spilling); a small snapshot 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
-from pathlib import Path
-
-from lake.duck import Lake, is_local
-from lake.filters import SnapshotSpec
 from lake.formats import POS_SCALE, concat_bytes, render_sql, with_weight
+from lake.reader import Lake, is_local
+from lake.spec import SnapshotSpec
 from lake.tables import MESSAGES, table_uri
 
 __all__ = ["has_message_json", "prepare_lines", "rows_sql", "write_lines"]

@@ -28,8 +28,8 @@ def app_id_prefix(topic_epoch: str = "") -> str:
 
 def ended_sessions(lake_uri: str, *, reader: str = "auto") -> int:
     """Sessions that ended (any status but open) with no missing turn; 0 before the worker created the lake."""
-    from lake.duck import connect
     from lake.exceptions import LakeNotFoundError
+    from lake.reader import connect
 
     try:
         with connect(lake_uri, reader=reader) as lake:  # type: ignore[arg-type]
@@ -138,6 +138,6 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(
                 f"timed out after {timeout_s:g} s: {said}; is the worker running "
-                "(`faust -A streams.app worker -l info`) with the same LAKE_URI and topic?"
+                "(`faust -A streams.worker.app worker -l info`) with the same LAKE_URI and topic?"
             )
         time.sleep(interval_s)

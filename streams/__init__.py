@@ -1,21 +1,25 @@
-"""Streaming side of the rollout lake: the producer SDK task apps use, the broker launcher, the worker.
+"""Streaming side of the rollout lake, by role:
 
-Importing `streams` is light (no Faust, no Kafka client); the worker lives in `streams.app`.
+- `streams.publisher`: the SDK task apps import (pydantic and aiokafka only); its names are
+  re-exported here, so `from streams import RolloutPublisher` works on the base install;
+- `streams.worker`: the Faust ingestion worker (`faust -A streams.worker.app worker`, extra [worker]);
+- `streams.importers`: existing traces replayed through Kafka;
+- `streams.devtools`: the embedded broker and synthetic sessions, for tests, benches and the tour.
 """
 
-from streams.exceptions import (
-    ImportSourceError,
-    PublishError,
+from streams.publisher import (
     PublisherConfigError,
+    PublishError,
+    PublisherSettings,
+    RolloutPublisher,
+    RolloutSession,
     SessionClosedError,
     SpoolError,
+    SyncRolloutPublisher,
+    SyncRolloutSession,
 )
-from streams.producer import PublisherSettings, RolloutPublisher
-from streams.session import RolloutSession
-from streams.sync import SyncRolloutPublisher, SyncRolloutSession
 
 __all__ = [
-    "ImportSourceError",
     "PublishError",
     "PublisherConfigError",
     "PublisherSettings",

@@ -11,8 +11,8 @@ __all__ = ["main"]
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from streams.broker import EmbeddedBroker
-    from streams.settings import KafkaSettings, dead_letter_topic_for
+    from schemas.kafka import KafkaSettings, dead_letter_topic_for
+    from streams.devtools.broker import EmbeddedBroker
 
     settings = KafkaSettings()
     topic = args.topic or settings.rollout_topic
@@ -43,7 +43,7 @@ def _replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from streams.importers import count_synth_sessions, read_sft_jsonl, read_synth_sqlite, replay
-    from streams.producer import RolloutPublisher
+    from streams.publisher.publisher import RolloutPublisher
 
     if args.source == "sqlite":
         total, sessions, origin = count_synth_sessions(args.path), read_synth_sqlite(args.path), args.path

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker, create_topics, free_port
-from streams.settings import dead_letter_topic_for
+from schemas.kafka import dead_letter_topic_for
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -11,7 +11,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from streams.broker import free_port
+from streams.devtools.broker import free_port
 
 __all__ = ["S3Server"]
 

@@ -13,7 +13,8 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from streams.settings import WorkerSettings, dead_letter_topic_for  # noqa: E402
+from schemas.kafka import dead_letter_topic_for  # noqa: E402
+from streams.worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,7 +111,7 @@ def test_two_workers_are_built_from_the_project_and_wired_to_kafka_and_the_s3_la
 
     worker = services["worker"]
     assert worker["build"] == "."
-    assert worker["command"] == ["faust", "-A", "streams.app", "worker", "-l", "info"]
+    assert worker["command"] == ["faust", "-A", "streams.worker.app", "worker", "-l", "info"]
     assert worker["deploy"]["replicas"] == 2  # one consumer group over the 8 partitions
     env = env_of(worker)
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
@@ -213,7 +214,7 @@ def test_dockerfile_builds_the_worker_image():
     run = " ".join(arg for op, arg in instructions if op == "RUN")
     assert re.search(r"pip install .*\"\.\$\{EXTRAS:\+\[\$EXTRAS\]\}\"", run)
     cmd = next(arg for op, arg in instructions if op == "CMD")
-    assert json.loads(cmd) == ["faust", "-A", "streams.app", "worker", "-l", "info"]
+    assert json.loads(cmd) == ["faust", "-A", "streams.worker.app", "worker", "-l", "info"]
     assert "KAFKA_BOOTSTRAP_SERVERS=kafka:9092" in text and "LAKE_URI=/lake" in text
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
     assert {".git", ".venv", "lake"} <= ignored

@@ -15,7 +15,7 @@ from trainer.exceptions import (
     TrainerConfigError,
     TrainerError,
 )
-from trainer.snapshot import Snapshot, load_snapshot, verify_snapshot
+from trainer.loader import Snapshot, load_snapshot, verify_snapshot
 from trainer.toolcalls import (
     is_valid_tool_call_reply,
     parse_assistant_text,

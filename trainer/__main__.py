@@ -14,7 +14,6 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     from schemas.exceptions import RolloutLakeError
-
     from trainer.config import pop_debug_flag
 
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))

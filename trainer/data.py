@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.exceptions import ChatTemplateError, SnapshotFormatError, ToolCallParseError
-from trainer.snapshot import SnapshotRow
+from trainer.loader import SnapshotRow
 from trainer.toolcalls import render_assistant_content, render_tools_prompt
 
 __all__ = ["ChatExample", "DataReport", "to_chat", "render_prompt", "tokenize_chat", "build_examples"]

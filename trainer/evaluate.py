@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from trainer.data import ChatExample, build_examples, render_prompt, to_chat
 from trainer.exceptions import SnapshotError, SnapshotFormatError, ToolCallParseError
-from trainer.snapshot import Snapshot, SnapshotRow, load_snapshot
+from trainer.loader import Snapshot, SnapshotRow, load_snapshot
 from trainer.toolcalls import is_valid_tool_call_reply, parse_tool_calls
 
 __all__ = ["EvaluateArguments", "held_out_loss", "tool_call_prompts", "generate_replies", "evaluate_model", "main"]
@@ -143,7 +143,6 @@ def _rows(snapshot: Snapshot, split: str) -> list[SnapshotRow]:
 
 def main(argv: list[str] | None = None) -> int:
     from schemas.exceptions import RolloutLakeError
-
     from trainer.config import build_parser, parse_dataclasses, pop_debug_flag
 
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))

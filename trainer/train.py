@@ -11,9 +11,9 @@ from typing import Any
 from trainer.config import DeviceInfo, TrainerArguments
 from trainer.data import DataReport, build_examples
 from trainer.exceptions import EmptySnapshotError, OutputDirError, TrainerConfigError
+from trainer.loader import load_snapshot
 from trainer.models import align_eos_token, freeze_below_top_layers, load_model, load_tokenizer, resolve_model
 from trainer.report import build_summary, plot_loss_curve, write_summary
-from trainer.snapshot import load_snapshot
 
 __all__ = ["check_output_dir", "run_training"]
 

@@ -1,7 +1,7 @@
 """The sessions page's filter form: query parameters -> SnapshotSpec, and back to a command line.
 
 The form's field names are the snapshot spec's keys (`min_reward`, `splits`, ...), so the page
-filters with the same SQL predicates as `lake snapshot` (lake.filters.session_predicates) and the
+filters with the same SQL predicates as `lake snapshot` (lake.spec.session_predicates) and the
 "cut this as a snapshot" box can print the exact flags.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lake.filters import SnapshotSpec
+from lake.spec import SnapshotSpec
 
 __all__ = ["FIELDS", "Field", "parse_filters", "snapshot_command"]
 

@@ -1,6 +1,6 @@
-"""What each page reads: small SQL over the views of a pinned `lake.duck.Lake`, as plain dicts.
+"""What each page reads: small SQL over the views of a pinned `lake.reader.Lake`, as plain dicts.
 
-User values reach SQL only as quoted literals (lake.filters.lit; like the rest of the lake, no
+User values reach SQL only as quoted literals (lake.spec.lit; like the rest of the lake, no
 Python value is bound as a parameter, which would import pandas); column names come from fixed lists.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lake.filters import SnapshotSpec, lit, session_predicates
+from lake.spec import SnapshotSpec, lit, session_predicates
 
 __all__ = [
     "SESSION_SORTS", "TASK_SORTS", "choices", "dead_letter", "dead_letters", "list_sessions", "message",

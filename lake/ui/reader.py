@@ -17,7 +17,7 @@ __all__ = ["PinnedReader"]
 
 
 class PinnedReader:
-    """Hands out a `lake.duck.Lake` pinned at the latest consistent versions, one request at a time."""
+    """Hands out a `lake.reader.Lake` pinned at the latest consistent versions, one request at a time."""
 
     def __init__(self, lake_uri: str, *, reader: str = "auto", storage_options: Mapping[str, str] | None = None,
                  memory_limit: str = "1GB") -> None:
@@ -42,7 +42,7 @@ class PinnedReader:
             versions = self.versions()
             if self._lake is None or self._lake.versions != versions:
                 self._close()
-                from lake.duck import connect
+                from lake.reader import connect
 
                 lake = connect(self.lake_uri, versions=versions, reader=self.reader,  # type: ignore[arg-type]
                                storage_options=self.storage_options or None, memory_limit=self.memory_limit)

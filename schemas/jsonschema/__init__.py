@@ -15,7 +15,7 @@ SCHEMA_DIR = Path(__file__).parent
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, one per event type plus the union of all."""
-    from schemas.events import EVENT_TYPES, RolloutEvent, Judgment, OutcomeReward, SessionEnd, SessionStart, Turn
+    from schemas.events import EVENT_TYPES, Judgment, OutcomeReward, RolloutEvent, SessionEnd, SessionStart, Turn
 
     models = dict(zip(EVENT_TYPES, (SessionStart, Turn, SessionEnd, OutcomeReward, Judgment)))
     out = {f"{name}.v1.json": model.model_json_schema() for name, model in models.items()}

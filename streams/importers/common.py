@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas import EventValidationError, format_validation_error
-from streams.exceptions import ImportRowError
+from streams.importers.exceptions import ImportRowError
 
 __all__ = ["ImportedSession", "ROW_ERRORS", "stable_id", "parse_ts", "make_event", "split_turns", "loads_maybe"]
 

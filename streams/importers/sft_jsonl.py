@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from schemas import OutcomeReward, SessionEnd, SessionStart, Turn
-from streams.exceptions import ImportRowError, ImportSourceError
 from streams.importers.common import ROW_ERRORS, ImportedSession, make_event, parse_ts, split_turns, stable_id
+from streams.importers.exceptions import ImportRowError, ImportSourceError
 
 __all__ = ["read_sft_jsonl"]
 

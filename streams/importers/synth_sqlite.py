@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from schemas import EventValidationError, OutcomeReward, SessionEnd, SessionStart, Turn
-from streams.exceptions import ImportSourceError
 from streams.importers.common import (
     ROW_ERRORS,
     ImportedSession,
@@ -33,6 +32,7 @@ from streams.importers.common import (
     split_turns,
     stable_id,
 )
+from streams.importers.exceptions import ImportSourceError
 
 __all__ = ["read_synth_sqlite", "count_synth_sessions"]
 

@@ -1,7 +1,7 @@
 """The ingestion worker: Kafka records -> validated, assembled session rows -> Delta, exactly once.
 
-`faust -A streams.app worker` loads `streams.worker.stream` (the Faust agent); the logic lives in
-plain classes that do not import Faust, so `streams.offline` drives the same path from memory.
+`faust -A streams.worker.app worker` loads `streams.worker.stream` (the Faust agent); the logic lives in
+plain classes that do not import Faust, so `streams.worker.offline` drives the same path from memory.
 """
 
 from streams.worker.guard import LogResetError, PartitionGuard, PartitionLog

@@ -18,8 +18,8 @@ from typing import Any
 
 from lake.tables import SESSIONS
 from lake.writer import LakeWriter
-from streams.batch import RowBatch
 from streams.worker.hooks import CommitHooks, NoHooks
+from streams.worker.rows import RowBatch
 
 __all__ = ["Committer"]
 

@@ -41,7 +41,7 @@ def load_hooks(spec: str | None) -> CommitHooks:
         return NoHooks()
     module_name, _, attr = spec.partition(":")
     if not attr:
-        raise ValueError(f"WORKER_HOOKS={spec!r}: expected 'module:attribute', e.g. 'tests.streams.hooks:KillAt'")
+        raise ValueError(f"WORKER_HOOKS={spec!r}: expected 'module:attribute', e.g. 'tests.faults.hooks:KillAt'")
     obj: Any = getattr(importlib.import_module(module_name), attr)
     obj = obj() if isinstance(obj, type) else obj
     base = NoHooks()

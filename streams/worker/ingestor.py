@@ -19,13 +19,13 @@ from typing import Any, NamedTuple
 from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
-from streams.assembly import fold_event, session_row, session_status
-from streams.batch import RowBatch
-from streams.settings import WorkerSettings
+from streams.worker.assembly import fold_event, session_row, session_status
 from streams.worker.committer import Committer
 from streams.worker.guard import TP, LogResetError, PartitionGuard, PartitionLog
 from streams.worker.hooks import CommitHooks, load_hooks
+from streams.worker.rows import RowBatch
 from streams.worker.sessions import KnownSessions, LakeSessions, OpenSessions
+from streams.worker.settings import WorkerSettings
 
 __all__ = ["Ingestor", "Record"]
 

@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from lake.tables import REWARDS, SCHEMAS, SESSIONS, TURNS, table_uri
-from streams.assembly import state_from_lake
+from streams.worker.assembly import state_from_lake
 
 __all__ = ["CachedSession", "KnownSessions", "LakeSessions", "OpenSessions"]
 

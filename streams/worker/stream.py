@@ -9,8 +9,8 @@ from typing import Any
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from streams.app import app, settings
 from streams.worker import transport
+from streams.worker.app import app, settings
 from streams.worker.guard import LogResetError
 from streams.worker.ingestor import Ingestor, Record
 from streams.worker.metrics import WorkerCollector, render_metrics

@@ -320,7 +320,7 @@ def _read_events(bootstrap: str, topic: str, expected: int, timeout: float = 20.
 
 
 def test_episodes_are_published_as_sessions_turns_and_rewards(broker, topic_factory, tiny_model_dir) -> None:
-    pytest.importorskip("streams.producer")
+    pytest.importorskip("streams.publisher.publisher")
     topic = topic_factory()
     options = dict(publish=True, bootstrap_servers=broker.bootstrap_servers, topic=topic, max_turns=3, run_id="t1")
     teacher = run_episodes([0, 4], policy="teacher", concurrency=2, **options)

@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lake.tables import table_uri
-from streams.synthetic import make_sessions, poison_records, to_records
+from streams.devtools.synthetic import make_sessions, poison_records, to_records
 from tests.streams.conftest import Worker, lake_counts, publish, wait_for, worker_env, worker_factory  # noqa: F401
 
 __all__ = ["Worker", "lake_counts", "publish", "wait_for", "worker_env", "read", "table_rows", "workload",
@@ -99,7 +99,7 @@ def exact(lake: str, want: dict[str, int]) -> None:
 
 
 def expected(sessions, n_poison: int = 0, extra: dict[str, int] | None = None) -> dict[str, Any]:
-    from streams.synthetic import expected_counts
+    from streams.devtools.synthetic import expected_counts
 
     want = expected_counts(sessions)
     want["dead_letters"] = n_poison
@@ -112,7 +112,7 @@ def expected(sessions, n_poison: int = 0, extra: dict[str, int] | None = None) -
 def workers(worker_factory):
     """worker_factory with a free web port per worker: Faust binds its web server (6066 by default)
     even with web_enabled off, so a second worker on the machine would die at start."""
-    from streams.broker import free_port
+    from streams.devtools.broker import free_port
 
     def make(topic: str, lake: str, **extra: str) -> Worker:
         extra.setdefault("WEB_PORT", str(free_port()))
@@ -177,8 +177,9 @@ def explain_loss(lake: str, sessions, bootstrap: str, topic: str, group: str) ->
         asyncio.run(scan())
     except Exception as exc:  # diagnostics must not hide the real failure
         lines.append(f"(scan failed: {exc!r})")
-    from bench.common import delta_commits
     from pathlib import Path
+
+    from bench.common import delta_commits
 
     for c in delta_commits(Path(lake) / "turns"):
         log = Path(lake) / "turns" / "_delta_log" / f"{c['version']:020d}.json"

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from schemas.kafka import dead_letter_topic_for
 from streams import RolloutPublisher
-from streams.broker import EmbeddedBroker, create_topics, free_port
-from streams.settings import dead_letter_topic_for
-from streams.synthetic import make_sessions, to_records
-from tests.faults.conftest import exact, expected, lake_counts, publish, wait_for, worker_env, Worker
+from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
+from streams.devtools.synthetic import make_sessions, to_records
+from tests.faults.conftest import Worker, exact, expected, lake_counts, publish, wait_for, worker_env
 
 pytestmark = pytest.mark.fault
 

@@ -7,10 +7,20 @@ import uuid
 
 import pytest
 
-from streams.settings import dead_letter_topic_for
-from streams.synthetic import poison_records
-from tests.faults.conftest import (exact, expected, lake_counts, publish, publish_sentinels, read, sentinels_in,
-                                   table_rows, wait_for, workload)
+from schemas.kafka import dead_letter_topic_for
+from streams.devtools.synthetic import poison_records
+from tests.faults.conftest import (
+    exact,
+    expected,
+    lake_counts,
+    publish,
+    publish_sentinels,
+    read,
+    sentinels_in,
+    table_rows,
+    wait_for,
+    workload,
+)
 
 pytestmark = pytest.mark.fault
 
@@ -57,7 +67,7 @@ def snapshot_rows(lake: str) -> dict[str, list[tuple]]:
     return out
 
 
-# (substring of the error) per poison kind, in streams.synthetic.poison_records order.
+# (substring of the error) per poison kind, in streams.devtools.synthetic.poison_records order.
 POISON_ERRORS = [
     "record is not UTF-8 JSON",
     "field `type` = 'teleport': expected one of session_start, turn, session_end, outcome_reward, judgment",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lake.filters import SnapshotSpec
-from lake.snapshot import build_snapshot, reproduce_snapshot
-from streams.synthetic import make_sessions, to_records
+from lake.export import build_snapshot, reproduce_snapshot
+from lake.spec import SnapshotSpec
+from streams.devtools.synthetic import make_sessions, to_records
 from tests.faults.conftest import exact, expected, lake_counts, publish, read, wait_for
 
 pytestmark = pytest.mark.fault

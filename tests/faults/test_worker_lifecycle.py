@@ -55,7 +55,7 @@ def test_sigkill_at_random_commit_points_repeated_while_publishing(broker, topic
         point = rng.choice(["KILL_BEFORE_COMMIT", "KILL_AFTER_APPENDS", "KILL_AFTER_COMMIT"])
         n = rng.randint(1, 3)
         kills.append((point, n))
-        w = workers(topic, lake, group=group, BATCH_MAX_ROWS="300", WORKER_HOOKS="tests.streams.hooks:KillAt", **{point: str(n)})
+        w = workers(topic, lake, group=group, BATCH_MAX_ROWS="300", WORKER_HOOKS="tests.faults.hooks:KillAt", **{point: str(n)})
         wait_for(lambda: w.proc.poll() is not None, 120, f"the worker to die at {point}={n}", [w])
         assert w.proc.returncode == -9, f"round {round_}: worker exited with {w.proc.returncode}, not SIGKILL"
         assert "fault injection: SIGKILL" in w.log()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.offline import OfflineIngest
+from streams.worker.offline import OfflineIngest
 
 TOPIC = "rollout-events"
 BASE_TS = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
@@ -19,7 +19,7 @@ BASE_TS = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
 def lake_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
     """Writes wire events (models, dicts or raw bytes) to a lake; returns the lake URI.
 
-    The rows are made by the worker's own code (streams.offline: validation, session assembly,
+    The rows are made by the worker's own code (streams.worker.offline: validation, session assembly,
     row batches, the exactly-once writer). Each call is one batch; pass `lake=` to append a later
     batch to the same lake, with the session state carried over as in a running worker.
     """

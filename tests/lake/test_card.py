@@ -15,7 +15,7 @@ from .test_preference import rollout
 
 @pytest.fixture(scope="module")
 def lake_uri(tmp_path_factory):
-    from streams.offline import OfflineIngest
+    from streams.worker.offline import OfflineIngest
 
     from .conftest import TOPIC
 

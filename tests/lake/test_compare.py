@@ -6,9 +6,9 @@ import json
 import math
 
 from lake.compare import compare_runs
-from lake.duck import connect
-from streams.offline import write_events
-from streams.synthetic import make_sessions
+from lake.reader import connect
+from streams.devtools.synthetic import make_sessions
+from streams.worker.offline import write_events
 
 
 def test_compare_groups_by_model_and_run_with_intervals(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 
 from lake import LakeWriter, connect, current_versions
 from lake.pins import consistent_versions, txn_versions
-from streams.offline import OfflineIngest
-from streams.synthetic import make_sessions
+from streams.devtools.synthetic import make_sessions
+from streams.worker.offline import OfflineIngest
 
 from .conftest import TOPIC, session_events
 

@@ -13,8 +13,8 @@ from deltalake import DeltaTable
 
 from lake.cli import main as lake_main
 from lake.tables import SCHEMAS, SESSIONS, TABLES, table_uri
-from streams.offline import OfflineIngest
-from streams.synthetic import expected_counts, make_sessions, poison_records, to_records
+from streams.devtools.synthetic import expected_counts, make_sessions, poison_records, to_records
+from streams.worker.offline import OfflineIngest
 
 
 def _events(seed: int, n: int = 40):
@@ -101,7 +101,7 @@ def test_lake_s3_settings_override_aws_and_bad_values_are_one_line(s3_server, mo
     assert lake_main(["sql", "SELECT 1", "--lake", "gs://b/lake"]) == 2
     assert "scheme 'gs' is not supported" in capsys.readouterr().err
     # Nothing listens there: one line naming the table and what to check, never the secret.
-    from streams.broker import free_port
+    from streams.devtools.broker import free_port
 
     monkeypatch.setenv("LAKE_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     assert lake_main(["sql", "SELECT 1", "--lake", "s3://b/lake"]) == 2
@@ -137,9 +137,8 @@ def _turn_rows(partition: int, offsets: range) -> pa.Table:
 def _writer_process(lake: str, partition: int, env: dict[str, str], rounds: int, races_file: str) -> None:
     """One worker's commit cycle on its own partition: an append, then the sessions MERGE; each
     batch is also sent twice (a replay after a crash), which the app transactions must drop."""
-    import os
-
     import logging
+    import os
 
     os.environ.update(env)
     from lake.writer import LakeWriter

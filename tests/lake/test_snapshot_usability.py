@@ -9,8 +9,8 @@ from pathlib import Path
 from lake.cli import main
 from streams.importers import read_synth_sqlite
 from streams.importers.common import loads_maybe
-from streams.offline import write_events
-from tests.streams.test_importers import make_synth_db
+from streams.worker.offline import write_events
+from tests.streams.importers.test_importers import make_synth_db
 
 from .conftest import session_events
 

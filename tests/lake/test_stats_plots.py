@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import lake.stats as stats
-from lake.duck import connect
+from lake.reader import connect
 
 from .conftest import session_events
 

@@ -6,8 +6,8 @@ import json
 import time
 
 from lake.cli import main
-from streams.broker import create_topics
-from streams.offline import OfflineIngest
+from streams.devtools.broker import create_topics
+from streams.worker.offline import OfflineIngest
 from tests.streams.conftest import publish
 
 from .conftest import session_events

@@ -1,4 +1,4 @@
-"""Fixtures for the ingestion worker: real `faust -A streams.app worker` processes on the real broker."""
+"""Fixtures for the ingestion worker: real `faust -A streams.worker.app worker` processes on the real broker."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lake.tables import TABLES, table_uri
-from streams.broker import free_port
+from streams.devtools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ class Worker:
     def start(self) -> "Worker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            [sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from trainer.data import build_examples, to_chat, tokenize_chat
-from trainer.snapshot import SnapshotRow
+from trainer.loader import SnapshotRow
 
 from .conftest import crafter_rows
 

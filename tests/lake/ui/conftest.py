@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from streams.offline import OfflineIngest
+from streams.worker.offline import OfflineIngest
 from tests.lake.conftest import BASE_TS, TOPIC, judgment_event, reward_event, session_events
 
 CHROMIUM = "/usr/bin/chromium"
