@@ -7,26 +7,7 @@
 - `streams.devtools`: the embedded broker and synthetic sessions, for tests, benches and the tour.
 """
 
-from streams.publisher import (
-    PublisherConfigError,
-    PublishError,
-    PublisherSettings,
-    RolloutPublisher,
-    RolloutSession,
-    SessionClosedError,
-    SpoolError,
-    SyncRolloutPublisher,
-    SyncRolloutSession,
-)
+from streams import publisher as _publisher
+from streams.publisher import *  # noqa: F403  (the SDK's public names)
 
-__all__ = [
-    "PublishError",
-    "PublisherConfigError",
-    "PublisherSettings",
-    "RolloutPublisher",
-    "RolloutSession",
-    "SessionClosedError",
-    "SpoolError",
-    "SyncRolloutPublisher",
-    "SyncRolloutSession",
-]
+__all__ = list(_publisher.__all__)
