@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     mode, conf = mode_conf(args, MODES)
     from streams.devtools.broker import EmbeddedBroker, free_port
-    from tests.s3server import S3Server
+    from tests.conftest import S3Server
 
     workdir = SCRATCH / "s3_ingest"
     workdir.mkdir(parents=True, exist_ok=True)

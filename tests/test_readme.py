@@ -202,7 +202,7 @@ def test_every_other_readme_block_runs_here_or_says_why_not(tour):
 
 def _sample_traces(root: Path) -> None:
     """The files the 'Bringing existing traces' block names: a synth-ai database and per-rollout SFT JSONL."""
-    from tests.streams.importers.test_importers import make_synth_db
+    from tests.conftest import make_synth_db
 
     (root / "traces" / "v3").mkdir(parents=True)
     make_synth_db(root / "traces" / "v3" / "crafter_eval.db")

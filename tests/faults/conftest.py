@@ -1,5 +1,6 @@
-"""Fault-injection fixtures: the real worker processes of tests/streams, plus helpers to know when a
-worker has read everything (sentinel sessions, one per partition) and to read tables whole."""
+"""Fault-injection fixtures and helpers: the `workers` fixture (worker_factory of tests/conftest.py),
+and helpers to know when a worker has read everything (sentinel sessions, one per partition), to
+build a poisoned workload, and to compare tables whole."""
 
 from __future__ import annotations
 
@@ -8,29 +9,12 @@ import json
 import random
 from typing import Any
 
-import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 
-from lake.tables import table_uri
 from streams.devtools.synthetic import make_sessions, poison_records, to_records
-from tests.streams.conftest import Worker, lake_counts, publish, wait_for, worker_env, worker_factory  # noqa: F401
+from tests.conftest import KEYS, Worker, lake_counts, read
 
-__all__ = ["Worker", "lake_counts", "publish", "wait_for", "worker_env", "read", "table_rows", "workload",
-           "publish_sentinels", "sentinels_in", "KEYS"]
-
-# Natural keys: any two rows with the same key are a duplicate.
-KEYS = {
-    "sessions": ["session_id"],
-    "turns": ["session_id", "turn"],
-    "messages": ["session_id", "turn", "idx_in_turn"],
-    "rewards": ["event_id"],
-    "dead_letters": ["kafka_topic", "kafka_partition", "kafka_offset"],
-}
-
-
-def read(lake: str, name: str, version: int | None = None) -> pa.Table:
-    return DeltaTable(table_uri(lake, name), version=version).to_pyarrow_table()
+__all__ = ["table_rows", "workload", "publish_sentinels", "sentinels_in", "exact", "expected", "explain_loss"]
 
 
 def table_rows(lake: str, name: str, *, drop: tuple[str, ...] = ()) -> list[tuple]:

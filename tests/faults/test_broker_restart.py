@@ -25,7 +25,8 @@ from schemas.kafka import dead_letter_topic_for
 from streams import RolloutPublisher
 from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 from streams.devtools.synthetic import make_sessions, to_records
-from tests.faults.conftest import Worker, exact, expected, lake_counts, publish, wait_for, worker_env
+from tests.conftest import Worker, lake_counts, publish, wait_for, worker_env
+from tests.faults.conftest import exact, expected
 
 pytestmark = pytest.mark.fault
 

@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from streams.devtools.synthetic import hostile_records, make_sessions, to_records
-from tests.faults.conftest import KEYS, lake_counts, read, wait_for
-from tests.streams.worker.test_worker import complete
+from tests.conftest import KEYS, complete, lake_counts, read, wait_for
 
 pytestmark = pytest.mark.fault
 

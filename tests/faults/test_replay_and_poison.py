@@ -9,18 +9,8 @@ import pytest
 
 from schemas.kafka import dead_letter_topic_for
 from streams.devtools.synthetic import poison_records
-from tests.faults.conftest import (
-    exact,
-    expected,
-    lake_counts,
-    publish,
-    publish_sentinels,
-    read,
-    sentinels_in,
-    table_rows,
-    wait_for,
-    workload,
-)
+from tests.conftest import lake_counts, publish, read, wait_for
+from tests.faults.conftest import exact, expected, publish_sentinels, sentinels_in, table_rows, workload
 
 pytestmark = pytest.mark.fault
 

@@ -13,7 +13,8 @@ import pytest
 from lake.export import build_snapshot, reproduce_snapshot
 from lake.spec import SnapshotSpec
 from streams.devtools.synthetic import make_sessions, to_records
-from tests.faults.conftest import exact, expected, lake_counts, publish, read, wait_for
+from tests.conftest import lake_counts, publish, read, wait_for
+from tests.faults.conftest import exact, expected
 
 pytestmark = pytest.mark.fault
 

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from tests.faults.conftest import exact, expected, explain_loss, lake_counts, publish, wait_for, workload
+from tests.conftest import lake_counts, publish, wait_for
+from tests.faults.conftest import exact, expected, explain_loss, workload
 
 pytestmark = pytest.mark.fault
 

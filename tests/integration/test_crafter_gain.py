@@ -23,7 +23,7 @@ from examples.crafter.teacher import TeacherBrain  # noqa: E402
 from examples.crafter.tools import parse_reply  # noqa: E402
 from lake.cli import main as lake_main  # noqa: E402
 from lake.reader import connect  # noqa: E402
-from tests.streams.conftest import wait_for, worker_factory  # noqa: E402,F401  (fixture)
+from tests.conftest import wait_for  # noqa: E402
 
 TRAIN_SEEDS, HELD_OUT_SEEDS = range(6), range(1000, 1004)
 # Loss on the call falls from ~1.0 to ~0.2 by step 2 (lr 3e-4, 4 turns a step, the top 10 blocks).

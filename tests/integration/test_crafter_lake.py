@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from examples.crafter.taskapp import run_episodes
 from lake.reader import connect
-from tests.streams.conftest import lake_counts, wait_for, worker_factory  # noqa: F401  (fixture)
+from tests.conftest import lake_counts, wait_for
 
 
 def test_teacher_episodes_land_in_the_lake_with_turns_and_rewards(broker, topic_factory, lake_uri_factory, worker_factory):

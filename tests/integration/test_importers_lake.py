@@ -7,13 +7,12 @@ from deltalake import DeltaTable
 
 from lake.tables import table_uri
 from streams.__main__ import main as streams_main
-from tests.streams.conftest import lake_counts, publish, wait_for
-from tests.streams.importers.test_importers import _bad_synth_sessions, make_synth_db
+from tests.conftest import bad_synth_sessions, lake_counts, make_synth_db, publish, wait_for
 
 
 def test_synth_sqlite_import_lands_once_even_when_replayed_twice(broker, topic_factory, lake_uri_factory, worker_factory, tmp_path):
     db = make_synth_db(tmp_path / "crafter_eval.db", filter_keys=True)
-    _bad_synth_sessions(db)  # skipped whole, with reasons; the rest is imported
+    bad_synth_sessions(db)  # skipped whole, with reasons; the rest is imported
     topic, lake = topic_factory(), lake_uri_factory()
     args = ["replay", "sqlite", str(db), "--bootstrap-servers", broker.bootstrap_servers, "--topic", topic, "--no-progress"]
     assert streams_main(args) == 1

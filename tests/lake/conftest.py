@@ -89,6 +89,19 @@ def session_events(
     return ev
 
 
+def rollout(sid: str, task: str, actions: list[str], reward: float) -> list[dict]:
+    """A session of `task` whose turn t plays actions[t]; observations follow from the actions so far."""
+    events = session_events(sid, turns=len(actions), reward=reward, task_id=task)
+    for e in events:
+        if e["type"] == "turn":
+            t = e["turn"]
+            user, asst, tool = e["messages"][1:]
+            user["content"] = f"{task} state after {actions[:t]}"
+            asst["tool_calls"][0]["function"]["arguments"] = json.dumps({"actions": [actions[t]]})
+            tool["content"] = f"did {actions[t]}"
+    return events
+
+
 def reward_event(sid: str, reward: float, achievements: Iterable[str] = (), *, ts: datetime | None = None,
                  objective: str = "reward", event_id: str | None = None) -> dict[str, Any]:
     return {"schema_version": 1, "type": "outcome_reward", "event_id": event_id or f"{sid}-r-{objective}-{reward}",

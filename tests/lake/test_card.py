@@ -10,7 +10,7 @@ import pytest
 from lake.card import histogram
 from lake.cli import main
 
-from .test_preference import rollout
+from .conftest import rollout
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,10 @@ from pathlib import Path
 import pytest
 
 from lake.cli import main
-from tests.trainer.conftest import tiny_model_dir  # noqa: F401 - a fixture: the tiny SmolLM2
 
-from .conftest import session_events
+from .conftest import rollout
 
 SYSTEM = {"role": "system", "content": "You are playing Crafter."}
-
-
-def rollout(sid: str, task: str, actions: list[str], reward: float) -> list[dict]:
-    """A session of `task` whose turn t plays actions[t]; observations follow from the actions so far."""
-    events = session_events(sid, turns=len(actions), reward=reward, task_id=task)
-    for e in events:
-        if e["type"] == "turn":
-            t = e["turn"]
-            user, asst, tool = e["messages"][1:]
-            user["content"] = f"{task} state after {actions[:t]}"
-            asst["tool_calls"][0]["function"]["arguments"] = json.dumps({"actions": [actions[t]]})
-            tool["content"] = f"did {actions[t]}"
-    return events
 
 
 def user(task, done):
@@ -100,7 +86,7 @@ def test_preference_refuses_best_per_task(lake_uri, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_dpo_trainer_runs_on_a_preference_snapshot(lake_uri, tmp_path, tiny_model_dir):  # noqa: F811
+def test_dpo_trainer_runs_on_a_preference_snapshot(lake_uri, tmp_path, tiny_model_dir):
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer

@@ -10,7 +10,7 @@ from lake.cli import main
 from streams.importers import read_synth_sqlite
 from streams.importers.common import loads_maybe
 from streams.worker.offline import write_events
-from tests.streams.importers.test_importers import make_synth_db
+from tests.conftest import make_synth_db
 
 from .conftest import session_events
 

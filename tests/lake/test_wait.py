@@ -8,7 +8,7 @@ import time
 from lake.cli import main
 from streams.devtools.broker import create_topics
 from streams.worker.offline import OfflineIngest
-from tests.streams.conftest import publish
+from tests.conftest import publish
 
 from .conftest import session_events
 

@@ -1,127 +1,57 @@
-"""Fixtures for the ingestion worker: real `faust -A streams.worker.app worker` processes on the real broker."""
+"""Helpers shared by tests/streams/*: read a topic back whole, and group its events by session."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections import defaultdict
 
-import pytest
-from deltalake import DeltaTable
+from schemas import parse_event
 
-from lake.tables import TABLES, table_uri
-from streams.devtools.broker import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["events_by_session", "read_topic"]
 
 
-class Worker:
-    """One worker process; `kill()` is SIGKILL (no cleanup at all), `stop()` is a clean SIGTERM."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Every record now in `topic` as (partition, offset, key, value), read with a plain consumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Worker":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.worker.app", "worker", "-l", "info"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def worker_env(bootstrap: str, topic: str, lake: str, group: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ROLLOUT_", "LAKE_", "BATCH_"))}
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        ROLLOUT_TOPIC=topic,
-        LAKE_URI=lake,
-        WORKER_GROUP=group,
-        TOPIC_PARTITIONS="4",
-        BATCH_MAX_LATENCY_S="0.5",
-        TIMER_INTERVAL_S="0.5",
-        MAX_EVENT_BYTES="200000",
-        # Small fetches: with a small BATCH_MAX_ROWS, the fault tests' kill points see many commits.
-        TAKE_MAX_RECORDS="500",
-        PYTHONUNBUFFERED="1",
-        WEB_PORT=str(free_port()),  # several workers on this host: each web server on its own port
-    )
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def worker_factory(broker, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    """Starts worker processes for a topic/lake; every one is killed at teardown."""
-    started: list[Worker] = []
-
-    def make(topic: str, lake: str, *, group: str | None = None, **extra: str) -> Worker:
-        env = worker_env(broker.bootstrap_servers, topic, lake, group or f"g-{uuid.uuid4().hex[:8]}", **extra)
-        w = Worker(env, tmp_path / f"worker-{len(started)}.log").start()
-        started.append(w)
-        return w
-
-    yield make
-    for w in started:
-        w.kill()
-
-
-def publish(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-    """Publish raw (key, value) records with a plain aiokafka producer, acks=all."""
-    from aiokafka import AIOKafkaProducer
-
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
-        await producer.start()
+    async def run() -> list[tuple[int, int, bytes | None, bytes]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
         try:
-            futures = [await producer.send(topic, value=v, key=k) for k, v in records]
-            await asyncio.gather(*futures)
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if not parts:
+                parts = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            end = await consumer.end_offsets(parts)
+            out: list[tuple[int, int, bytes | None, bytes]] = []
+            deadline = time.monotonic() + timeout
+            while [tp for tp in parts if await consumer.position(tp) < end[tp]]:
+                assert time.monotonic() < deadline, f"could not read {topic} to its end within {timeout}s"
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, records in batch.items():
+                    out.extend((tp.partition, r.offset, r.key, r.value) for r in records)
+            return sorted(out)
         finally:
-            await producer.stop()
+            await consumer.stop()
 
-    asyncio.run(run())
-
-
-def lake_counts(lake: str) -> dict[str, int]:
-    out = {}
-    for name in TABLES:
-        try:
-            out[name] = DeltaTable(table_uri(lake, name)).count()
-        except Exception:
-            out[name] = 0
-    return out
+    return asyncio.run(run())
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, workers: list[Worker] = ()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    tail = "\n".join(w.log()[-3000:] for w in workers)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
+async def _partitions(consumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer._client.cluster.partitions_for_topic(topic) or set()
+
+
+def events_by_session(records) -> dict[str, list]:
+    """Records parsed with schemas.parse_event, grouped by key, in offset order; checks key == session_id."""
+    sessions: dict[str, list] = defaultdict(list)
+    partition_of: dict[str, int] = {}
+    for partition, _offset, key, value in records:
+        event = parse_event(value)
+        assert key == event.session_id.encode()
+        assert partition_of.setdefault(event.session_id, partition) == partition
+        sessions[event.session_id].append(event)
+    return dict(sessions)

@@ -1,4 +1,4 @@
-"""Trainer fixtures: snapshot directories with a correct manifest, and a tiny real model.
+"""Trainer fixtures: snapshot directories with a correct manifest (the tiny real model is in tests/conftest.py).
 
 The snapshot writer mirrors the contract of `python -m lake snapshot` (format_version 1); one test
 will switch to the real snapshot code once it lands.
@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ACT_TOOL = {
     "type": "function",
@@ -107,7 +102,10 @@ def write_snapshot(
         "lake_uri": "./lake",
         "table_versions": table_versions or {"sessions": 12, "turns": 40, "messages": 40, "rewards": 7},
         "spec": {"min_reward": 1.0, "env_name": "crafter"},
-        "counts": {name: len(rows) for name, rows in contents.items()},
+        "counts": {"sessions_total": len(train) + len(val or []), "sessions_kept": len(train) + len(val or []),
+                   "sessions_train": len(train), "sessions_val": len(val or []), "dropped": {},
+                   "examples": {"train": len(train), "val": len(val or [])},
+                   "messages": sum(len(row.get("messages", [])) for row in train + (val or []))},
         "files": files,
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -125,45 +123,3 @@ def snapshot_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_snapshot(tmp_path / name, train_rows, val_rows)
 
     return make
-
-
-TINY_MODEL_VERSION = "tiny-smollm2-v1"
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(request: pytest.FixtureRequest) -> Path:
-    """A 2-layer, 64-wide Llama with SmolLM2's real tokenizer and chat template, randomly initialised.
-
-    Built once from the bundled GGUF's config and tokenizer (reading the GGUF takes ~30 s) and
-    kept in pytest's cache directory across runs.
-    """
-    cache = Path(request.config.cache.mkdir(f"trainer-{TINY_MODEL_VERSION}"))
-    if (cache / "READY").is_file():
-        return cache
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from trainer.models import default_model_path
-
-    gguf = Path(default_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config.update(
-        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 2048}
-    )
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(cache)
-    tokenizer.save_pretrained(cache)
-    (cache / "READY").write_text(TINY_MODEL_VERSION)
-    return cache
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer(tiny_model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tokenizer.eos_token = "<|im_end|>"
-    return tokenizer

@@ -13,95 +13,9 @@ import pytest
 from schemas import parse_event
 from streams.__main__ import main
 from streams.importers import read_sft_jsonl, read_synth_sqlite, stable_id
-from tests.streams.publisher.test_publisher import events_by_session, read_topic
+from tests.conftest import REPO, bad_synth_sessions, make_synth_db
+from tests.streams.conftest import events_by_session, read_topic
 
-REPO = Path(__file__).resolve().parents[2]
-
-SYNTH_SCHEMA = """
-CREATE TABLE session_traces (session_id TEXT PRIMARY KEY, created_at TIMESTAMP, num_timesteps INTEGER,
-    num_events INTEGER, num_messages INTEGER, metadata TEXT);
-CREATE TABLE session_timesteps (id INTEGER PRIMARY KEY, session_id TEXT, step_id TEXT, step_index INTEGER,
-    turn_number INTEGER, started_at TIMESTAMP, completed_at TIMESTAMP, num_events INTEGER, num_messages INTEGER,
-    step_metadata TEXT);
-CREATE TABLE events (id INTEGER PRIMARY KEY, session_id TEXT, timestep_id INTEGER, event_type TEXT,
-    system_instance_id TEXT, event_time REAL, message_time INTEGER, created_at TIMESTAMP, model_name TEXT,
-    provider TEXT, input_tokens INTEGER, output_tokens INTEGER, total_tokens INTEGER, cost_usd INTEGER,
-    latency_ms INTEGER, span_id TEXT, trace_id TEXT, call_records TEXT, reward REAL, terminated BOOLEAN,
-    truncated BOOLEAN, system_state_before TEXT, system_state_after TEXT, metadata TEXT, event_metadata TEXT);
-CREATE TABLE messages (id INTEGER PRIMARY KEY, session_id TEXT, timestep_id INTEGER, message_type TEXT
-    CHECK (message_type IN ('user', 'assistant', 'system', 'tool_use', 'tool_result', 'policy_tool_call')),
-    content TEXT, timestamp TIMESTAMP, event_time REAL, message_time INTEGER, metadata TEXT);
-CREATE TABLE outcome_rewards (id INTEGER PRIMARY KEY, session_id TEXT, total_reward REAL,
-    achievements_count INTEGER, total_steps INTEGER, created_at TIMESTAMP, reward_metadata TEXT);
-CREATE TABLE event_rewards (id INTEGER PRIMARY KEY, event_id INTEGER, session_id TEXT, message_id INTEGER,
-    turn_number INTEGER, reward_value REAL, reward_type TEXT, key TEXT, annotation TEXT, source TEXT,
-    created_at TIMESTAMP);
-"""
-
-JUDGED_META = {"env_name": "math", "task_split": "val", "task_id": 17, "model": "gpt-4o", "prompt": "2+2?",
-               "completion": "4", "judge_scores": {"quality": 0.8, "style": "0.5", "note": "n/a"}}
-CRAFTER_META = {"env_name": "crafter", "policy_name": "crafter-react", "model": "gpt-4o-mini", "seed": 3,
-                "task_id": "seed-3", "split": "train", "run_id": "eval-1"}
-
-
-def make_synth_db(path: Path, *, bad_session: bool = False, filter_keys: bool = False) -> Path:
-    """A small synth-ai tracing_v3 database: one Crafter session with timesteps, one without.
-
-    filter_keys adds `sess-j`: the metadata keys synth-ai's `filter` reads (task_split, task_id,
-    model, judge_scores) and no message rows, only metadata prompt/completion.
-    """
-    db = sqlite3.connect(path)
-    db.executescript(SYNTH_SCHEMA)
-    db.execute("INSERT INTO session_traces VALUES ('sess-a', '2025-10-22T23:55:25.533188+00:00', 2, 3, 7, ?)",
-               (json.dumps(CRAFTER_META),))
-    db.executemany("INSERT INTO session_timesteps VALUES (?, 'sess-a', ?, ?, ?, ?, ?, 1, 3, '{}')", [
-        (1, "step-0", 0, 0, "2025-10-22T23:55:26+00:00", "2025-10-22T23:55:27+00:00"),
-        (2, "step-1", 1, 1, "2025-10-22T23:55:28+00:00", "2025-10-22T23:55:29+00:00"),
-    ])
-    msgs = [
-        (1, 1, "system", "You are playing Crafter.", "{}"),
-        (2, 1, "user", "=== CRAFTER GAME STATE === step 0", "{}"),
-        (3, 1, "assistant", "I will move left.", "{}"),
-        (4, 1, "tool_use", json.dumps({"tool_name": "interact_many", "arguments": {"actions": ["move_left"]}}), "{}"),
-        (5, 1, "tool_result", json.dumps({"result": "moved"}), "{}"),
-        (6, 2, "user", json.dumps("step 1: a tree is near"), "{}"),
-        (7, 2, "assistant", json.dumps([{"tool_name": "interact_many", "arguments": {"actions": ["do"]}, "id": "c7"}]),
-         json.dumps({"is_tool_call": True})),
-        (8, 2, "tool_result", "collected wood", "{}"),
-    ]
-    db.executemany("INSERT INTO messages (id, session_id, timestep_id, message_type, content, timestamp, metadata) "
-                   "VALUES (?, 'sess-a', ?, ?, ?, '2025-10-22T23:55:26+00:00', ?)", msgs)
-    db.executemany("INSERT INTO events (id, session_id, timestep_id, event_type, model_name, reward, terminated, truncated) "
-                   "VALUES (?, 'sess-a', ?, ?, ?, ?, ?, 0)", [
-                       (1, 1, "cais", "gpt-4o-mini", None, 0), (2, 1, "environment", None, 0.0, 0),
-                       (3, 2, "environment", None, 1.0, 1)])
-    db.executemany("INSERT INTO event_rewards (id, event_id, session_id, message_id, turn_number, reward_value, "
-                   "reward_type, key, source) VALUES (?, ?, 'sess-a', ?, ?, ?, ?, ?, 'env')", [
-                       (1, None, 3, None, 0.5, "shaped", None),   # via the assistant message of turn 0
-                       (2, None, None, 0, 0.25, "shaped", None),  # via turn_number
-                       (3, 3, None, None, 1.0, "achievement", "collect_wood"),  # via the event of turn 1
-                   ])
-    db.execute("INSERT INTO outcome_rewards VALUES (1, 'sess-a', 1.0, 1, 2, '2025-10-22T23:56:00+00:00', ?)",
-               (json.dumps({"achievements": {"collect_wood": True, "place_table": False}}),))
-    # A session whose messages carry no timestep: turns are split at assistant replies.
-    db.execute("INSERT INTO session_traces VALUES ('sess-b', '2025-10-23T08:00:00Z', 0, 0, 5, '{\"env\": \"connections\"}')")
-    db.executemany("INSERT INTO messages (id, session_id, timestep_id, message_type, content, timestamp) "
-                   "VALUES (?, 'sess-b', NULL, ?, ?, ?)", [
-                       (20, "system", "Solve the puzzle.", "2025-10-23T08:00:01Z"),
-                       (21, "user", "words: a b c d", "2025-10-23T08:00:02Z"),
-                       (22, "assistant", "group a b", "2025-10-23T08:00:03Z"),
-                       (23, "user", "one away", "2025-10-23T08:00:04Z"),
-                       (24, "assistant", "group a c", "2025-10-23T08:00:05Z"),
-                   ])
-    if filter_keys:
-        db.execute("INSERT INTO session_traces VALUES ('sess-j', '2025-10-25T00:00:00Z', 0, 0, 0, ?)", (json.dumps(
-            JUDGED_META),))
-    if bad_session:  # the old Crafter bug: a custom message type
-        db.execute("INSERT INTO session_traces VALUES ('sess-bad', '2025-10-24T00:00:00Z', 0, 0, 1, '{}')")
-        db.execute("INSERT INTO messages (id, session_id, message_type, content) VALUES (30, 'sess-bad', 'policy_tool_call', 'x')")
-    db.commit()
-    db.close()
-    return path
 
 
 EXPECTED_A_TURNS = [
@@ -308,35 +222,9 @@ def test_synth_sqlite_reads_the_metadata_keys_synth_ai_filter_reads(tmp_path):
     assert sessions["sess-a"].events[0].split == "train"  # `split` still works without task_split
 
 
-def _bad_synth_sessions(db: Path) -> dict[str, str]:
-    """Add one session per kind of bad row; returns session_id -> the start of its expected skip reason."""
-    conn = sqlite3.connect(db)
-    deep = "[" * 5000 + "]" * 5000
-    conn.executemany("INSERT INTO session_traces VALUES (?, ?, 0, 0, 1, '{}')", [
-        ("bad-inf", "inf"), ("bad-1e22", 1e22), ("bad-deep", "2025-10-24T00:00:00Z"),
-        ("bad-notobj", "2025-10-24T00:00:00Z"), ("bad-utf8", "2025-10-24T00:00:00Z"), ("bad-msgts", "2025-10-24T00:00:00Z")])
-    conn.executemany("INSERT INTO messages (id, session_id, message_type, content, timestamp) VALUES (?, ?, ?, ?, ?)", [
-        (40, "bad-deep", "user", deep, None),
-        (41, "bad-notobj", "tool_use", "[1, 2]", None),
-        (43, "bad-msgts", "user", "hi", 1e22),
-    ])
-    conn.execute("INSERT INTO messages (id, session_id, message_type, content) VALUES (42, 'bad-utf8', 'user', "
-                 "CAST(X'FF41' AS TEXT))")
-    conn.commit()
-    conn.close()
-    return {
-        "bad-inf": "session_traces.created_at 'inf' is not a finite time",
-        "bad-1e22": "session_traces.created_at 1e+22 is out of range",
-        "bad-deep": "JSON text '[[[[",
-        "bad-notobj": "message 41: tool_use content '1' names no tool",
-        "bad-utf8": "turn event cannot be encoded as JSON: it holds text that is not valid Unicode",
-        "bad-msgts": "message 43 timestamp 1e+22 is out of range",
-    }
-
-
 def test_synth_sqlite_bad_rows_skip_their_session_not_the_import(tmp_path, capsys):
     db = make_synth_db(tmp_path / "traces.db")
-    reasons = _bad_synth_sessions(db)
+    reasons = bad_synth_sessions(db)
     rc, out, err = replay_cli("sqlite", str(db), "--dry-run", capsys=capsys)
     assert rc == 1
     assert out.strip().startswith("replayed 2 sessions (9 events)") and "skipped 6 invalid sessions" in out

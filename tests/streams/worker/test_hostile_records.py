@@ -14,8 +14,7 @@ import pytest
 from streams.devtools.synthetic import expected_counts, hostile_records, make_sessions
 from streams.worker import Ingestor, Record
 from streams.worker.settings import WorkerSettings
-from tests.faults.conftest import read
-from tests.streams.conftest import lake_counts
+from tests.conftest import lake_counts, read
 
 HOSTILE = {h.kind: h for h in hostile_records()}
 
@@ -83,7 +82,7 @@ def test_every_hostile_record_at_once_keeps_the_good_sessions_exact(tmp_path):
 
 def test_an_error_only_arrow_sees_isolates_the_record_not_the_batch(tmp_path, monkeypatch):
     """Defence behind edge validation: a row Arrow refuses dead-letters its record; neighbours land."""
-    from streams import batch as batch_module
+    from streams.worker import rows as batch_module
 
     sessions = make_sessions(3, 2, seed=8)
     events = [e for s in sessions for e in s.events]

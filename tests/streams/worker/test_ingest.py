@@ -11,7 +11,7 @@ from streams.devtools.synthetic import make_sessions
 from streams.worker import Ingestor, LogResetError
 from streams.worker.offline import write_events
 from streams.worker.settings import WorkerSettings
-from tests.streams.conftest import lake_counts
+from tests.conftest import lake_counts
 
 
 def test_a_reset_log_is_refused_until_the_topic_epoch_changes(tmp_path):

@@ -10,8 +10,7 @@ from streams.devtools.synthetic import make_sessions
 from streams.worker import Ingestor, Record
 from streams.worker.sessions import KnownSessions
 from streams.worker.settings import WorkerSettings
-from tests.faults.conftest import read
-from tests.streams.conftest import lake_counts
+from tests.conftest import lake_counts, read
 
 
 class Clock:
@@ -117,7 +116,7 @@ def test_a_restarted_worker_rebuilds_only_the_open_sessions_of_its_partitions(tm
         await ingestor._load_open
         assert ingestor.open_sessions == 1 and ingestor.sessions.get(open_one.session_id) is not None
         state = ingestor.sessions.get(open_one.session_id)
-        assert sorted(state["turns"]) == ["0", "1", "2"] and state["start"]["env_name"] == "crafter"
+        assert sorted(state.turn_offsets) == [0, 1, 2] and state.start.env_name == "crafter"
         rest = [e for e in open_one.events if e["type"] in ("session_end", "outcome_reward")]
         await ingestor.handle_batch(_records(rest + [open_one.events[1]], len(events), time.time()))
         await ingestor.stop()

@@ -12,8 +12,7 @@ from deltalake import DeltaTable
 
 from lake.tables import SESSIONS, table_uri
 from streams.devtools.synthetic import make_sessions, poison_records, to_records
-from tests.streams.conftest import lake_counts, publish, wait_for
-from tests.streams.worker.test_worker import assert_exact, complete
+from tests.conftest import assert_exact, complete, lake_counts, publish, wait_for
 
 pytestmark = pytest.mark.fault
 

@@ -2,49 +2,10 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.compute as pc
-import pytest
-from deltalake import DeltaTable
 
-from lake.tables import table_uri
-from streams.devtools.synthetic import expected_counts, make_sessions, poison_records, to_records
-from tests.streams.conftest import lake_counts, publish, wait_for
-
-KEYS = {
-    "sessions": ["session_id"],
-    "turns": ["session_id", "turn"],
-    "messages": ["session_id", "turn", "idx_in_turn"],
-    "rewards": ["event_id"],
-}
-
-
-def read(lake: str, name: str) -> pa.Table:
-    return DeltaTable(table_uri(lake, name)).to_pyarrow_table()
-
-
-def assert_exact(lake: str, sessions, n_poison: int) -> None:
-    want = expected_counts(sessions)
-    want["dead_letters"] = n_poison
-    assert lake_counts(lake) == want
-    for name, keys in KEYS.items():
-        table = read(lake, name)
-        distinct = table.group_by(keys).aggregate([]).num_rows
-        assert distinct == table.num_rows, f"duplicate rows in {name}"
-
-
-def complete(lake: str, sessions, n_poison: int):
-    want = expected_counts(sessions)
-    want["dead_letters"] = n_poison
-
-    def check() -> bool:
-        got = lake_counts(lake)
-        if any(got[k] != v for k, v in want.items() if k != "sessions"):
-            return False
-        s = read(lake, "sessions")
-        return s.num_rows == want["sessions"] and pc.all(pc.equal(s["finalized"], True)).as_py()
-
-    return check
+from streams.devtools.synthetic import make_sessions, poison_records, to_records
+from tests.conftest import assert_exact, complete, lake_counts, publish, read, wait_for
 
 
 def test_pipeline_exact_counts_with_duplicates_shuffle_early_rewards_and_poison(broker, topic_factory, lake_uri_factory, worker_factory):
