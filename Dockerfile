@@ -1,5 +1,6 @@
-# The rollout-lake image: the ingestion worker by default; the trainer image adds EXTRAS=train.
-#   docker build -t rollout-lake .                        # worker
+# The rollout-lake image: the ingestion worker and the lake CLI by default (EXTRAS=worker, which
+# includes the lake extra); the trainer image installs EXTRAS=train instead.
+#   docker build -t rollout-lake .                        # worker + `python -m lake`
 #   docker build --build-arg EXTRAS=train -t rollout-lake-train .
 FROM python:3.11-slim
 
@@ -11,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY . .
 
-ARG EXTRAS=""
+ARG EXTRAS="worker"
 # constraints.txt keeps click<8.4 for faust-streaming when the train extra pulls newer tools.
 RUN pip install -c constraints.txt ".${EXTRAS:+[$EXTRAS]}"
 

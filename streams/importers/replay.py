@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from schemas import MAX_EVENT_BYTES, EventValidationError, encode_event, parse_event
 from streams.importers.common import ImportedSession
 
-__all__ = ["ReplayReport", "replay"]
+__all__ = ["ReplayReport", "progress_bar", "replay"]
 
 
 @dataclass
@@ -53,6 +54,15 @@ async def replay(
     if publisher is not None and batch:
         await publisher.publish_many(batch, stamp=False)
     return report
+
+
+def progress_bar(total: int | None, *, disable: bool = False) -> Any:
+    """A tqdm bar for `replay(progress=...)`; the base install has no tqdm and replays without one."""
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return contextlib.nullcontext()
+    return tqdm(total=total, unit="session", desc="replay", disable=True if disable else None)
 
 
 def _refusal(events: list[Any], max_bytes: int) -> str | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import faust
+from schemas.extras import MissingExtraError, require
+
+try:
+    require("worker", what="the worker (`faust -A streams.worker.app`)")
+except MissingExtraError as exc:  # faust prints an import error as a traceback; this is one line
+    raise SystemExit(f"error: {exc}") from None
+
+import faust  # noqa: E402
 
 from streams.worker.settings import WorkerSettings
 from streams.worker.transport import SCHEME as TRANSPORT_SCHEME
