@@ -3,7 +3,6 @@ nothing heavy is installed, let alone imported; the commands of the extras say w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from schemas import parse_event
+from tests.streams.conftest import read_topic
 
 # A pip install of the checkout (about 8-15 s here, most of it building the wheel): slow.
 pytestmark = pytest.mark.slow
@@ -90,30 +90,6 @@ def _run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     return subprocess.run([str(python), "-I", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
 
 
-def _read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[tuple[bytes, bytes]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def run() -> list[tuple[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            end = await consumer.end_offsets(parts)
-            out: list[tuple[bytes, bytes]] = []
-            deadline = time.monotonic() + timeout
-            while [tp for tp in parts if await consumer.position(tp) < end[tp]]:
-                assert time.monotonic() < deadline, f"could not read {topic} to its end within {timeout}s"
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    out.extend((r.key, r.value) for r in records)
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
 def test_base_install_publishes_a_session_with_nothing_heavy(light_venv, broker, topic_factory, tmp_path):
     topic = topic_factory(partitions=2)
     script = tmp_path / "publish.py"
@@ -127,7 +103,7 @@ def test_base_install_publishes_a_session_with_nothing_heavy(light_venv, broker,
     assert report["installed"] == [], f"the base install pulled in {report['installed']}"
     assert report["imported"] == [], f"the SDK imported {report['imported']}"
 
-    events = [parse_event(value) for key, value in _read_topic(broker.bootstrap_servers, topic)
+    events = [parse_event(value) for _, _, key, value in read_topic(broker.bootstrap_servers, topic)
               if key == report["session_id"].encode()]
     assert sorted(e.type for e in events) == ["outcome_reward", "session_end", "session_start", "turn", "turn"]
     turns = sorted((e for e in events if e.type == "turn"), key=lambda e: e.turn)
