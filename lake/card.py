@@ -14,9 +14,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.manifest import CARD_FILE
+
 __all__ = ["CARD", "render_card", "histogram"]
 
-CARD = "README.md"
+CARD = CARD_FILE
 _WIDTH = 40
 
 

@@ -22,10 +22,19 @@ from lake.formats import POS_SCALE
 from lake.reader import Lake, connect
 from lake.selection import kept_stats, select
 from lake.spec import SnapshotSpec, session_predicates
+from schemas.exceptions import ManifestError as ManifestFormatError
+from schemas.manifest import (
+    CARD_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    STATS_FILE,
+    TRAIN_FILE,
+    VAL_FILE,
+    SnapshotManifest,
+    parse_manifest,
+)
 
 __all__ = [
-    "FILES",
-    "MANIFEST",
     "absolute_uri",
     "build_snapshot",
     "code_version",
@@ -35,9 +44,6 @@ __all__ = [
     "reproduce_snapshot",
 ]
 
-FILES = ("train.jsonl", "val.jsonl", "stats.json")
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
 DEFAULT_BATCH_ROWS = 131_072
 
 
@@ -159,7 +165,7 @@ def build_snapshot(
     exclude_sources: list[str] | None = None,
     disjoint_from: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write train.jsonl, val.jsonl, stats.json and manifest.json to out_dir; returns the manifest.
+    """Write train.jsonl, val.jsonl, stats.json, manifest.json and the card; returns the manifest's JSON.
 
     With allow_empty=False a selection without examples raises EmptySnapshotError (what each
     filter dropped) and writes nothing.
@@ -181,7 +187,7 @@ def build_snapshot(
         decontamination = _decontamination(lake, spec, exclude_sources, disjoint_from)
         out.mkdir(parents=True, exist_ok=True)
         total_examples = counts["examples"]["train"] + counts["examples"]["val"]
-        sinks = {"train": _Sink(out / "train.jsonl"), "val": _Sink(out / "val.jsonl")}
+        sinks = {"train": _Sink(out / TRAIN_FILE), "val": _Sink(out / VAL_FILE)}
         roles: dict[str, int] = {}
         messages = 0
         bar = _progress(total_examples, progress)
@@ -207,39 +213,39 @@ def build_snapshot(
         finally:
             if bar is not None:
                 bar.close()
-        files = {f"{name}.jsonl": sink.close() for name, sink in sinks.items()}
+        files = {sink.path.name: sink.close() for sink in sinks.values()}
         counts["messages"] = messages
         stats = _stats(lake, counts, messages, roles)
         stats_bytes = (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode()
-        stats_sink = _Sink(out / "stats.json")
+        stats_sink = _Sink(out / STATS_FILE)
         stats_sink.write(stats_bytes, 1)
-        files["stats.json"] = stats_sink.close()
+        files[STATS_FILE] = stats_sink.close()
         versions_read = dict(lake.versions)
         rewards = [r for (r,) in lake.query(
             "SELECT total_reward FROM _snap_kept WHERE total_reward IS NOT NULL ORDER BY 1").fetchall()]
-        written = files["train.jsonl"]["rows"] + files["val.jsonl"]["rows"]
+        written = files[TRAIN_FILE]["rows"] + files[VAL_FILE]["rows"]
         if written != total_examples:  # pragma: no cover - an invariant, not a user error
             raise RuntimeError(f"wrote {written} examples, selection had {total_examples}")
 
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created_at": created_at,
-        "code_version": code_version(),
-        "lake_uri": absolute_uri(lake_uri),  # --from-manifest works from any folder
-        "table_versions": versions_read,
-        "spec": spec.to_dict(),
-        "counts": counts,
-        "files": files,
-    }
-    if decontamination:
-        manifest["decontamination"] = decontamination
-    from lake.card import CARD, render_card
+    manifest = SnapshotManifest(
+        format_version=FORMAT_VERSION,
+        created_at=created_at,
+        code_version=code_version(),
+        lake_uri=absolute_uri(lake_uri),  # --from-manifest works from any folder
+        table_versions=versions_read,
+        spec=spec.to_dict(),
+        counts=counts,
+        files=files,
+        decontamination=decontamination or None,
+    )
+    written_manifest = manifest.to_dict()
+    from lake.card import render_card
 
-    (out / CARD).write_text(render_card(manifest, stats, rewards))
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
-    return manifest
+    (out / CARD_FILE).write_text(render_card(written_manifest, stats, rewards))
+    tmp = out / f".{MANIFEST_FILE}.tmp"
+    tmp.write_text(manifest.to_json())
+    os.replace(tmp, out / MANIFEST_FILE)
+    return written_manifest
 
 
 def absolute_uri(lake_uri: str) -> str:
@@ -268,22 +274,21 @@ def _decontamination(lake: Lake, spec: SnapshotSpec, sources: list[str] | None,
     return out
 
 
-def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_manifest(path: str | os.PathLike[str]) -> SnapshotManifest:
+    """A snapshot's manifest.json (or the one in a snapshot directory), validated."""
     p = Path(path)
     if p.is_dir():
-        p = p / MANIFEST
+        p = p / MANIFEST_FILE
     try:
-        manifest = json.loads(p.read_text())
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ManifestError(f"manifest {p} does not exist") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"manifest {p} is not readable JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise ManifestError(f"manifest {p} is not format_version {FORMAT_VERSION}")
-    for key in ("lake_uri", "table_versions", "spec", "files"):
-        if key not in manifest:
-            raise ManifestError(f"manifest {p} has no `{key}`")
-    return manifest
+    except OSError as exc:
+        raise ManifestError(f"manifest {p} is not readable: {exc}") from exc
+    try:
+        return parse_manifest(raw, source=f"manifest {p}")
+    except ManifestFormatError as exc:
+        raise ManifestError(str(exc)) from exc
 
 
 def reproduce_snapshot(
@@ -296,14 +301,13 @@ def reproduce_snapshot(
 ) -> dict[str, Any]:
     """Rebuild a snapshot from its manifest (same table versions, same spec); check the hashes."""
     old = load_manifest(manifest_path)
-    spec = SnapshotSpec.from_dict(old["spec"])
-    versions = {k: int(v) for k, v in old["table_versions"].items()}
-    manifest = build_snapshot(lake_uri or old["lake_uri"], spec, out_dir, versions=versions, **kwargs)
+    spec = SnapshotSpec.from_dict(old.spec)
+    manifest = build_snapshot(lake_uri or old.lake_uri, spec, out_dir, versions=old.table_versions, **kwargs)
     if verify:
         bad = [
-            f"{name}: sha256 {manifest['files'][name]['sha256'][:12]}... != {meta['sha256'][:12]}..."
-            for name, meta in old["files"].items()
-            if name in manifest["files"] and manifest["files"][name]["sha256"] != meta.get("sha256")
+            f"{name}: sha256 {manifest['files'][name]['sha256'][:12]}... != {meta.sha256[:12]}..."
+            for name, meta in old.files.items()
+            if name in manifest["files"] and manifest["files"][name]["sha256"] != meta.sha256.lower()
         ]
         if bad:
             raise ReproductionMismatchError(

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.exceptions import ChatTemplateError, SnapshotFormatError, ToolCallParseError
+from schemas.exceptions import ToolCallParseError
+from schemas.toolcalls import render_assistant_content, render_tools_prompt
+from trainer.exceptions import ChatTemplateError, SnapshotFormatError
 from trainer.loader import SnapshotRow
-from trainer.toolcalls import render_assistant_content, render_tools_prompt
 
 __all__ = ["ChatExample", "DataReport", "to_chat", "render_prompt", "tokenize_chat", "build_examples"]
 

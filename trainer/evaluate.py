@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from schemas.exceptions import ToolCallParseError
+from schemas.toolcalls import is_valid_tool_call_reply, parse_tool_calls
 from trainer.data import ChatExample, build_examples, render_prompt, to_chat
-from trainer.exceptions import SnapshotError, SnapshotFormatError, ToolCallParseError
+from trainer.exceptions import SnapshotError, SnapshotFormatError
 from trainer.loader import Snapshot, SnapshotRow, load_snapshot
-from trainer.toolcalls import is_valid_tool_call_reply, parse_tool_calls
 
 __all__ = ["EvaluateArguments", "held_out_loss", "tool_call_prompts", "generate_replies", "evaluate_model", "main"]
 

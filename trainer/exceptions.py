@@ -14,7 +14,6 @@ __all__ = [
     "ChatTemplateError",
     "TrainerConfigError",
     "OutputDirError",
-    "ToolCallParseError",
 ]
 
 
@@ -52,7 +51,3 @@ class TrainerConfigError(TrainerError, ValueError):
 
 class OutputDirError(TrainerError, ValueError):
     """The output directory already holds files and --overwrite was not given."""
-
-
-class ToolCallParseError(TrainerError, ValueError):
-    """Assistant text holds a <tool_call> block that is not valid JSON of the canonical shape."""

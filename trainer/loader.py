@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from schemas.exceptions import ManifestError, ManifestVersionError
+from schemas.manifest import MANIFEST_FILE, TRAIN_FILE, VAL_FILE, SnapshotManifest, parse_manifest
 from trainer.exceptions import (
     EmptySnapshotError,
     SnapshotError,
@@ -15,11 +17,7 @@ from trainer.exceptions import (
     SnapshotIntegrityError,
 )
 
-__all__ = ["SUPPORTED_FORMAT_VERSION", "Snapshot", "SnapshotRow", "verify_snapshot", "load_snapshot"]
-
-SUPPORTED_FORMAT_VERSION = 1
-TRAIN_FILE = "train.jsonl"
-VAL_FILE = "val.jsonl"
+__all__ = ["Snapshot", "SnapshotRow", "verify_snapshot", "load_snapshot"]
 
 
 class SnapshotRow(NamedTuple):
@@ -34,7 +32,7 @@ class Snapshot:
     """A verified snapshot: its manifest (lineage back to Delta versions) and its examples."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: SnapshotManifest
     manifest_sha256: str
     train: list[SnapshotRow]
     val: list[SnapshotRow] = field(default_factory=list)
@@ -50,7 +48,7 @@ def _count_rows(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def verify_snapshot(path: str | Path) -> tuple[dict[str, Any], str]:
+def verify_snapshot(path: str | Path) -> tuple[SnapshotManifest, str]:
     """Check manifest.json and every file it lists; return the manifest and the manifest's sha256.
 
     Refuses missing files, sha256/byte/row mismatches, and JSONL files the manifest does not list.
@@ -58,48 +56,34 @@ def verify_snapshot(path: str | Path) -> tuple[dict[str, Any], str]:
     root = Path(path)
     if not root.is_dir():
         raise SnapshotError(f"snapshot directory {str(root)!r} does not exist; pass the --out DIR of `python -m lake snapshot`")
-    manifest_path = root / "manifest.json"
+    manifest_path = root / MANIFEST_FILE
     if not manifest_path.is_file():
         raise SnapshotIntegrityError(f"{manifest_path} is missing; is {str(root)!r} a snapshot written by `python -m lake snapshot`?")
     raw = manifest_path.read_bytes()
     try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SnapshotIntegrityError(f"{manifest_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise SnapshotIntegrityError(f"{manifest_path} has no 'files' mapping of name -> {{sha256, bytes, rows}}")
-    version = manifest.get("format_version")
-    if version != SUPPORTED_FORMAT_VERSION:
-        raise SnapshotFormatError(
-            f"{manifest_path} has format_version {version!r}; this trainer reads format_version {SUPPORTED_FORMAT_VERSION}"
-        )
-    files: dict[str, Any] = manifest["files"]
-    if TRAIN_FILE not in files:
-        raise SnapshotIntegrityError(f"{manifest_path} lists no {TRAIN_FILE}")
-    unlisted = sorted(p.name for p in root.glob("*.jsonl") if p.name not in files)
+        manifest = parse_manifest(raw, source=str(manifest_path))
+    except ManifestVersionError as exc:
+        raise SnapshotFormatError(str(exc)) from exc
+    except ManifestError as exc:
+        raise SnapshotIntegrityError(str(exc)) from exc
+    unlisted = sorted(p.name for p in root.glob("*.jsonl") if p.name not in manifest.files)
     if unlisted:
         raise SnapshotIntegrityError(f"{root} holds {unlisted} which manifest.json does not list; refusing unverified data")
-    for name, entry in files.items():
+    for name, entry in manifest.files.items():
         file_path = root / name
-        if Path(name).name != name:
-            raise SnapshotIntegrityError(f"manifest.json lists {name!r}; only plain file names are allowed")
         if not file_path.is_file():
             raise SnapshotIntegrityError(f"{file_path} is listed in manifest.json but missing")
-        expected = (entry or {}).get("sha256")
-        if not isinstance(expected, str):
-            raise SnapshotIntegrityError(f"manifest.json has no sha256 for {name}")
         actual = _sha256(file_path)
-        if actual != expected.lower():
+        if actual != entry.sha256.lower():
             raise SnapshotIntegrityError(
-                f"{file_path} does not match manifest.json: sha256 {actual[:12]}..., expected {expected[:12]}...; "
+                f"{file_path} does not match manifest.json: sha256 {actual[:12]}..., expected {entry.sha256[:12]}...; "
                 "the snapshot was modified or corrupted, cut it again with `python -m lake snapshot`"
             )
-        size = entry.get("bytes")
-        if size is not None and size != file_path.stat().st_size:
-            raise SnapshotIntegrityError(f"{file_path} has {file_path.stat().st_size} bytes, manifest.json says {size}")
-        rows = entry.get("rows")
-        if rows is not None and name.endswith(".jsonl") and rows != _count_rows(file_path):
-            raise SnapshotIntegrityError(f"{file_path} has {_count_rows(file_path)} rows, manifest.json says {rows}")
+        size = file_path.stat().st_size
+        if entry.bytes != size:
+            raise SnapshotIntegrityError(f"{file_path} has {size} bytes, manifest.json says {entry.bytes}")
+        if entry.rows is not None and name.endswith(".jsonl") and entry.rows != _count_rows(file_path):
+            raise SnapshotIntegrityError(f"{file_path} has {_count_rows(file_path)} rows, manifest.json says {entry.rows}")
     return manifest, hashlib.sha256(raw).hexdigest()
 
 
@@ -132,5 +116,5 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise EmptySnapshotError(
             f"snapshot {str(root)!r} has no training examples ({TRAIN_FILE} is empty); loosen the snapshot filters"
         )
-    val = _read_jsonl(root / VAL_FILE) if VAL_FILE in manifest["files"] else []
+    val = _read_jsonl(root / VAL_FILE) if VAL_FILE in manifest.files else []
     return Snapshot(path=root, manifest=manifest, manifest_sha256=manifest_sha256, train=train, val=val)

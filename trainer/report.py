@@ -87,7 +87,7 @@ def build_summary(
                   "train_top_layers": train_top_layers or None},
         "snapshot": str(snapshot.path.resolve()),
         "manifest_sha256": snapshot.manifest_sha256,
-        "manifest": snapshot.manifest,
+        "manifest": snapshot.manifest.to_dict(),
         "data": {split: asdict(report) for split, report in data_reports.items()},
         "config": {"assistant_only_loss": assistant_only_loss, **{k: _jsonable(getattr(args, k)) for k in _CONFIG_KEYS}},
         "versions": _versions(),

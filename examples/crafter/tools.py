@@ -72,17 +72,17 @@ def tool_call(action: str, *, call_id: str = "call_0") -> dict[str, Any]:
     }
 
 
-# The text convention lives in trainer/toolcalls.py so training data and generation agree;
+# The text convention lives in schemas/toolcalls.py so training data and generation agree;
 # these two adapters are the only places this app touches it.
 def parse_reply(text: str) -> dict[str, Any]:
     """Generated text -> OpenAI assistant message; raises ValueError on a malformed tool call."""
-    from trainer.toolcalls import parse_assistant_text
+    from schemas.toolcalls import parse_assistant_text
 
     return parse_assistant_text(text, tools=TOOLS)
 
 
 def tools_prompt(tools: Sequence[Mapping[str, Any]] = TOOLS) -> str:
     """The tool description appended to the system message, exactly as the trainer renders it."""
-    from trainer.toolcalls import render_tools_prompt
+    from schemas.toolcalls import render_tools_prompt
 
     return render_tools_prompt(tools)

@@ -1,4 +1,5 @@
-"""JSON Schema files generated from the event models, for task apps not written in Python."""
+"""JSON Schema files generated from the models: events for task apps not written in Python, and
+the snapshot manifest for trainers and tools that read snapshots."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ SCHEMA_DIR = Path(__file__).parent
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """File name -> JSON Schema, one per event type plus the union of all."""
+    """File name -> JSON Schema, one per event type, the union of all, and the snapshot manifest."""
     from schemas.events import EVENT_TYPES, Judgment, OutcomeReward, RolloutEvent, SessionEnd, SessionStart, Turn
+    from schemas.manifest import FORMAT_VERSION, SnapshotManifest
 
     models = dict(zip(EVENT_TYPES, (SessionStart, Turn, SessionEnd, OutcomeReward, Judgment)))
     out = {f"{name}.v1.json": model.model_json_schema() for name, model in models.items()}
     union = TypeAdapter(RolloutEvent).json_schema()
     union["title"] = "RolloutEvent"
     out["rollout_event.v1.json"] = union
+    out[f"snapshot_manifest.v{FORMAT_VERSION}.json"] = SnapshotManifest.model_json_schema()
     for name, schema in out.items():
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://rollout-lake.dev/schemas/{name}"

@@ -142,7 +142,7 @@ def test_tool_spec_is_openai_format_with_one_action_name() -> None:
 
 
 def test_teacher_earns_achievements_with_valid_calls_on_fixed_seeds() -> None:
-    from trainer.toolcalls import render_tool_calls
+    from schemas.toolcalls import render_tool_calls
 
     policy = TeacherPolicy()
     for seed in (0, 4, 7):

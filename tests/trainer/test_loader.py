@@ -19,7 +19,7 @@ def test_a_correct_snapshot_loads_with_its_manifest(snapshot_factory):
 
     assert len(snapshot.train) == 5 and len(snapshot.val) == 2
     assert snapshot.train[0].source == "train.jsonl:1"
-    assert snapshot.manifest["table_versions"]["sessions"] == 12
+    assert snapshot.manifest.table_versions["sessions"] == 12 and snapshot.manifest.counts.examples.val == 2
     assert len(snapshot.manifest_sha256) == 64
 
 
@@ -62,6 +62,26 @@ def test_an_unknown_format_version_is_refused(snapshot_factory):
     (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
 
     with pytest.raises(SnapshotFormatError, match="format_version 2"):
+        verify_snapshot(path)
+
+
+def test_a_manifest_that_breaks_the_contract_is_named_by_field(snapshot_factory):
+    path = snapshot_factory()
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["val.jsonl"]["bytes"] = "many"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(SnapshotIntegrityError, match=r"manifest.json `files.val.jsonl.bytes` Input should be a valid integer"):
+        verify_snapshot(path)
+
+
+def test_a_manifest_listing_a_path_is_refused(snapshot_factory):
+    path = snapshot_factory()
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["../train.jsonl"] = manifest["files"]["train.jsonl"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(SnapshotIntegrityError, match="lists '../train.jsonl'; only plain file names are allowed"):
         verify_snapshot(path)
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from trainer.exceptions import ToolCallParseError
-from trainer.toolcalls import (
+from schemas.exceptions import ToolCallParseError
+from schemas.toolcalls import (
     is_valid_tool_call_reply,
     parse_assistant_text,
     parse_tool_calls,
@@ -15,8 +15,17 @@ from trainer.toolcalls import (
     render_tools_prompt,
 )
 
-from .conftest import ACT_TOOL
-
+ACT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "act",
+        "parameters": {
+            "type": "object",
+            "properties": {"actions": {"type": "array", "items": {"type": "string"}}},
+            "required": ["actions"],
+        },
+    },
+}
 CALL = {"id": "c0", "type": "function", "function": {"name": "act", "arguments": '{"actions": ["move_left", "do"]}'}}
 
 
@@ -81,9 +90,10 @@ def test_tools_prompt_names_the_tools_and_the_format():
     assert "<tool_call>" in prompt and "</tool_call>" in prompt
 
 
-def test_toolcalls_module_imports_without_torch():
+def test_task_apps_get_the_convention_without_the_trainer_or_torch():
     import subprocess
     import sys
 
-    code = "import sys, trainer.toolcalls; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = ("import sys, schemas.toolcalls; "
+            "assert not {'torch', 'transformers', 'trainer', 'lake'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""The one text convention for tool calls, shared by training data and model policies.
+"""The one text convention for tool calls, shared by the trainer's data and task apps' model policies.
 
 SmolLM2's chat template (like many small models') has no native tool calls, so an assistant turn
 that calls tools is trained and generated as plain text, one block per call:
@@ -9,7 +9,7 @@ Free text, if any, comes before the blocks; several calls are separated by a new
 conversation offers are described to the model by appending `render_tools_prompt(tools)` to its
 system message. `parse_assistant_text` turns a generated reply back into an OpenAI assistant
 message with `tool_calls` (arguments as a JSON string), so a task app can drive a model policy.
-This module imports nothing heavy: task apps use it without torch.
+It is a contract between stages, so it lives here: task apps use it without the trainer (or torch).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from trainer.exceptions import ToolCallParseError
+from schemas.exceptions import ToolCallParseError
 
 __all__ = [
     "TOOL_CALL_OPEN",
