@@ -11,8 +11,10 @@ import importlib.util
 
 from schemas.exceptions import RolloutLakeError
 
-__all__ = ["EXTRAS", "INCLUDES", "MissingExtraError", "require"]
+__all__ = ["BASE", "EXTRAS", "INCLUDES", "MissingExtraError", "require"]
 
+# What `pip install rollout-lake` alone brings: the publisher SDK's needs.
+BASE: tuple[str, ...] = ("pydantic", "pydantic_settings", "aiokafka")
 # extra -> the top-level modules it installs that this project imports (the distributions are in pyproject.toml).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lake": ("deltalake", "pyarrow", "numpy", "duckdb", "duckdb_extension_delta", "duckdb_extension_httpfs",

@@ -132,3 +132,14 @@ def test_base_install_commands_name_the_missing_extra(light_venv, tmp_path, argv
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert needs in lines[0] and f"pip install 'rollout-lake[{extra}]'" in lines[0], lines[0]
+
+
+def test_base_install_replays_traces_without_a_progress_bar(light_venv, tmp_path):
+    traces = tmp_path / "sft.jsonl"
+    traces.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                                  "metadata": {"session_id": "s1"}}) + "\n")
+
+    done = _run(light_venv, "-m", "streams", "replay", "jsonl", str(traces), "--dry-run", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "replayed 1 sessions (3 events) from " + str(traces) + " validated (dry run)"
