@@ -1,10 +1,10 @@
 """Session assembly: the small per-session state the worker keeps, and how each event updates it.
 
-The state is a plain JSON-able dict kept in a Faust table keyed by session_id. Updating it is
+A `SessionState` lives in the worker's open-sessions cache, keyed by session_id. Updating it is
 idempotent under replay: every first-seen fact records the Kafka offset it came from, so the
-same record read again (after a crash, the changelog may already hold its effect) is recognised
-as "the first sighting again" and its rows are re-offered to the writer, whose offset check
-decides, while a true duplicate (another offset) is dropped.
+same record read again (after a crash, before its batch reached the lake) is recognised as "the
+first sighting again" and its rows are re-offered to the writer, whose offset check decides,
+while a true duplicate (another offset) is dropped.
 """
 
 from __future__ import annotations
@@ -12,191 +12,258 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas import Judgment, OutcomeReward, SessionEnd, SessionStart, Turn
 
-__all__ = ["Fold", "fold_event", "new_state", "session_row", "session_status", "state_from_lake"]
+__all__ = [
+    "EndInfo", "Fold", "LatestJudgment", "LatestReward", "SessionState", "StartInfo",
+    "fold_event", "session_row", "session_status", "state_from_lake",
+]
 
 REWARD_OBJECTIVE = "reward"
 SESSION_END_STATUSES = ("terminated", "truncated", "error")
 
 
-def new_state(session_id: str, partition: int, topic: str | None = None) -> dict[str, Any]:
-    return {
-        "sid": session_id,
-        "topic": topic,
-        "p": partition,
-        "start": None,
-        "end": None,
-        "turns": {},  # turn number (str) -> offset of its first sighting
-        "ev": {},  # reward/judgment event_id -> offset of its first sighting
-        "reward": {},  # objective -> [total_reward, achievements, ts, offset] (latest)
-        "judgment": None,  # [label, ts, offset] (latest)
-        "step_reward": 0.0,
-        "turn_ach": [],
-        "first_ts": None,  # Kafka record timestamps (ms): deterministic under replay
-        "last_ts": None,
-        "end_ts": None,
-        "last_offset": -1,
-    }
+class StartInfo(NamedTuple):
+    """What the session_start said, as the `sessions` row stores it."""
+
+    offset: int  # Kafka offset of the session_start folded; -1 when read back from the lake
+    env_name: str | None
+    policy_name: str | None
+    model: str | None
+    task_id: str | None
+    split: str | None
+    seed: int | None
+    run_id: str | None
+    tools: str | None  # JSON
+    metadata: str | None  # JSON, keys sorted
+    ts: str | None  # ISO 8601, UTC
 
 
-@dataclass
+class EndInfo(NamedTuple):
+    """What the session_end said."""
+
+    offset: int  # Kafka offset of the session_end folded; -1 when read back from the lake
+    status: str
+    num_turns: int | None
+    ts: str | None  # ISO 8601, UTC
+
+
+class LatestReward(NamedTuple):
+    """The latest outcome_reward of one objective (by event ts, then offset)."""
+
+    total_reward: float | None
+    achievements: tuple[str, ...]
+    ts: str | None
+    offset: int
+
+
+class LatestJudgment(NamedTuple):
+    """The latest judgment (by event ts, then offset)."""
+
+    label: str | None
+    ts: str | None
+    offset: int
+
+
+_NO_START = StartInfo(-1, None, None, None, None, None, None, None, None, None, None)
+_NO_END = EndInfo(-1, None, None, None)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class SessionState:
+    """One session as far as the worker has folded it; message lists never enter it.
+
+    Treated as a value: `fold_event` returns a new state and replaces a container (dict, list)
+    rather than changing it, so a state handed out is never changed under its holder.
+    """
+
+    session_id: str
+    partition: int
+    topic: str | None = None
+    start: StartInfo | None = None
+    end: EndInfo | None = None
+    turn_offsets: dict[int, int] = field(default_factory=dict)  # turn -> offset of its first sighting
+    # event_id of each outcome_reward and judgment -> offset of its first sighting
+    reward_event_offsets: dict[str, int] = field(default_factory=dict)
+    rewards: dict[str, LatestReward] = field(default_factory=dict)  # objective -> its latest reward
+    judgment: LatestJudgment | None = None
+    step_reward_sum: float = 0.0  # sum of the turns' rewards
+    turn_achievements: list[str] = field(default_factory=list)  # union of the turns' achievements, sorted
+    # Kafka record timestamps (ms), not event ts: deterministic under replay.
+    first_record_ms: int | None = None
+    last_record_ms: int | None = None
+    end_record_ms: int | None = None  # of the session_end
+    last_offset: int = -1  # highest Kafka offset folded
+
+
+@dataclass(slots=True)
 class Fold:
     """What one event did: whether its rows should be offered to the writer, and the new state."""
 
-    state: dict[str, Any]
+    state: SessionState
     write_rows: bool = False
     changed: bool = False
     duplicate: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
-def _copy(state: dict[str, Any]) -> dict[str, Any]:
-    # Shallow copies of the containers fold_event may change; cheaper than a deep copy per event.
-    st = dict(state)
-    for key in ("turns", "ev", "reward"):
-        st[key] = dict(state[key])
-    return st
+def _copy(s: SessionState) -> SessionState:
+    # Shallow: fold_event replaces the containers it changes.
+    return SessionState(
+        s.session_id, s.partition, s.topic, s.start, s.end, s.turn_offsets, s.reward_event_offsets, s.rewards,
+        s.judgment, s.step_reward_sum, s.turn_achievements, s.first_record_ms, s.last_record_ms, s.end_record_ms,
+        s.last_offset,
+    )
 
 
-def _ts_key(ts: datetime | None, record_ms: int) -> str:
+def _utc_iso(ts: datetime | None, record_ms: int) -> str:
     when = ts or datetime.fromtimestamp(record_ms / 1000, tz=timezone.utc)
     return when.astimezone(timezone.utc).isoformat()
 
 
 def fold_event(
-    state: dict[str, Any] | None, event: Any, *, partition: int, offset: int, record_ms: int, topic: str | None = None
+    state: SessionState | None,
+    event: SessionStart | Turn | SessionEnd | OutcomeReward | Judgment,
+    *,
+    partition: int,
+    offset: int,
+    record_ms: int,
+    topic: str | None = None,
 ) -> Fold:
     """Apply one parsed event at (partition, offset) to a session's state; never mutates `state`."""
-    st = new_state(event.session_id, partition, topic) if state is None else _copy(state)
-    st["first_ts"] = record_ms if st["first_ts"] is None else min(st["first_ts"], record_ms)
-    st["last_ts"] = record_ms if st["last_ts"] is None else max(st["last_ts"], record_ms)
-    st["last_offset"] = max(st["last_offset"], offset)
-    fold = Fold(state=st)
+    if state is None:
+        st = SessionState(event.session_id, partition, topic, first_record_ms=record_ms, last_record_ms=record_ms)
+    else:
+        st = _copy(state)
+        if st.first_record_ms is None or record_ms < st.first_record_ms:
+            st.first_record_ms = record_ms
+        if st.last_record_ms is None or record_ms > st.last_record_ms:
+            st.last_record_ms = record_ms
+    if offset > st.last_offset:
+        st.last_offset = offset
+    fold = Fold(st)
 
     if isinstance(event, Turn):
-        key = str(event.turn)
-        seen = st["turns"].get(key)
+        seen = st.turn_offsets.get(event.turn)
         if seen is None:
-            st["turns"][key] = offset
+            turn_offsets = dict(st.turn_offsets)
+            turn_offsets[event.turn] = offset
+            st.turn_offsets = turn_offsets
             if event.reward is not None:
-                st["step_reward"] += event.reward
+                st.step_reward_sum += event.reward
             if event.achievements:
-                st["turn_ach"] = sorted(set(st["turn_ach"]) | set(event.achievements))
+                st.turn_achievements = sorted(set(st.turn_achievements).union(event.achievements))
             fold.write_rows = fold.changed = True
         elif seen == offset:
             fold.write_rows = True  # the first sighting, read again: the writer decides
         else:
             fold.duplicate = True
     elif isinstance(event, (OutcomeReward, Judgment)):
-        seen = st["ev"].get(event.event_id)
+        seen = st.reward_event_offsets.get(event.event_id)
         if seen is None:
-            st["ev"][event.event_id] = offset
-            ts = _ts_key(event.ts, record_ms)
+            event_offsets = dict(st.reward_event_offsets)
+            event_offsets[event.event_id] = offset
+            st.reward_event_offsets = event_offsets
+            ts = _utc_iso(event.ts, record_ms)
             if isinstance(event, OutcomeReward):
-                current = st["reward"].get(event.objective)
-                if current is None or (ts, offset) >= (current[2], current[3]):
-                    st["reward"][event.objective] = [event.total_reward, list(event.achievements), ts, offset]
+                current = st.rewards.get(event.objective)
+                if current is None or (ts, offset) >= (current.ts, current.offset):
+                    rewards = dict(st.rewards)
+                    rewards[event.objective] = LatestReward(event.total_reward, tuple(event.achievements), ts, offset)
+                    st.rewards = rewards
             else:
-                current = st["judgment"]
-                if current is None or (ts, offset) >= (current[1], current[2]):
-                    st["judgment"] = [event.label, ts, offset]
+                current_j = st.judgment
+                if current_j is None or (ts, offset) >= (current_j.ts, current_j.offset):
+                    st.judgment = LatestJudgment(event.label, ts, offset)
             fold.write_rows = fold.changed = True
         elif seen == offset:
             fold.write_rows = True
         else:
             fold.duplicate = True
     elif isinstance(event, SessionStart):
-        if st["start"] is None:
-            st["start"] = {
-                "o": offset,
-                "env_name": event.env_name,
-                "policy_name": event.policy_name,
-                "model": event.model,
-                "task_id": event.task_id,
-                "split": event.split,
-                "seed": event.seed,
-                "run_id": event.run_id,
-                "tools": json.dumps(event.tools, separators=(",", ":")),
-                "metadata": json.dumps(event.metadata, separators=(",", ":"), sort_keys=True),
-                "ts": _ts_key(event.ts, record_ms),
-            }
+        if st.start is None:
+            st.start = StartInfo(
+                offset=offset,
+                env_name=event.env_name,
+                policy_name=event.policy_name,
+                model=event.model,
+                task_id=event.task_id,
+                split=event.split,
+                seed=event.seed,
+                run_id=event.run_id,
+                tools=json.dumps(event.tools, separators=(",", ":")),
+                metadata=json.dumps(event.metadata, separators=(",", ":"), sort_keys=True),
+                ts=_utc_iso(event.ts, record_ms),
+            )
             fold.changed = True
-        elif st["start"]["o"] != offset:
+        elif st.start.offset != offset:
             fold.duplicate = True
     elif isinstance(event, SessionEnd):
-        if st["end"] is None:
-            st["end"] = {
-                "o": offset,
-                "status": event.status,
-                "num_turns": event.num_turns,
-                "ts": _ts_key(event.ts, record_ms),
-            }
-            st["end_ts"] = record_ms
+        if st.end is None:
+            st.end = EndInfo(offset, event.status, event.num_turns, _utc_iso(event.ts, record_ms))
+            st.end_record_ms = record_ms
             fold.changed = True
-        elif st["end"]["o"] != offset:
+        elif st.end.offset != offset:
             fold.duplicate = True
     return fold
 
 
-def session_status(state: dict[str, Any], *, now_ms: int, reward_grace_s: float, idle_timeout_s: float) -> tuple[str, bool]:
+def session_status(state: SessionState, *, now_ms: int, reward_grace_s: float, idle_timeout_s: float) -> tuple[str, bool]:
     """(status, finalized) of a session as of `now_ms`."""
-    end = state["end"]
+    end = state.end
     if end is None:
-        idle = now_ms - (state["last_ts"] or now_ms) > idle_timeout_s * 1000
+        idle = now_ms - (state.last_record_ms or now_ms) > idle_timeout_s * 1000
         return ("abandoned", True) if idle else ("open", False)
-    has_reward = bool(state["reward"])
-    grace_over = now_ms - (state["end_ts"] or now_ms) > reward_grace_s * 1000
-    return end["status"], bool(has_reward or grace_over)
+    grace_over = now_ms - (state.end_record_ms or now_ms) > reward_grace_s * 1000
+    return end.status, bool(state.rewards or grace_over)
 
 
 def _ms_to_dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def session_row(state: dict[str, Any], *, now_ms: int, reward_grace_s: float, idle_timeout_s: float) -> dict[str, Any]:
+def session_row(state: SessionState, *, now_ms: int, reward_grace_s: float, idle_timeout_s: float) -> dict[str, Any]:
     """The `sessions` table row for a session state, as of `now_ms`."""
-    start = state["start"] or {}
-    end = state["end"] or {}
+    start = state.start or _NO_START
+    end = state.end or _NO_END
     status, finalized = session_status(
         state, now_ms=now_ms, reward_grace_s=reward_grace_s, idle_timeout_s=idle_timeout_s
     )
-    reward = state["reward"].get(REWARD_OBJECTIVE)
-    if reward is None and state["reward"]:
-        reward = state["reward"][sorted(state["reward"])[0]]
-    achievements = reward[1] if reward and reward[1] else state["turn_ach"]
-    received = len(state["turns"])
-    num_turns = end.get("num_turns")
+    reward = state.rewards.get(REWARD_OBJECTIVE)
+    if reward is None and state.rewards:
+        reward = state.rewards[min(state.rewards)]
+    achievements = reward.achievements if reward and reward.achievements else state.turn_achievements
+    received = len(state.turn_offsets)
+    num_turns = end.num_turns
     return {
-        "session_id": state["sid"],
-        "env_name": start.get("env_name"),
-        "policy_name": start.get("policy_name"),
-        "model": start.get("model"),
-        "task_id": start.get("task_id"),
-        "split": start.get("split"),
-        "seed": start.get("seed"),
-        "run_id": start.get("run_id"),
+        "session_id": state.session_id,
+        "env_name": start.env_name,
+        "policy_name": start.policy_name,
+        "model": start.model,
+        "task_id": start.task_id,
+        "split": start.split,
+        "seed": start.seed,
+        "run_id": start.run_id,
         "status": status,
         "finalized": finalized,
         "num_turns": num_turns,
         "turns_received": received,
         "missing_turns": None if num_turns is None else max(num_turns - received, 0),
-        "started_at": datetime.fromisoformat(start["ts"]) if start.get("ts") else _ms_to_dt(state["first_ts"]),
-        "ended_at": datetime.fromisoformat(end["ts"]) if end.get("ts") else None,
-        "total_reward": reward[0] if reward else None,
-        "step_reward_sum": state["step_reward"],
+        "started_at": datetime.fromisoformat(start.ts) if start.ts else _ms_to_dt(state.first_record_ms),
+        "ended_at": datetime.fromisoformat(end.ts) if end.ts else None,
+        "total_reward": reward.total_reward if reward else None,
+        "step_reward_sum": state.step_reward_sum,
         "achievements": list(achievements),
         "achievements_count": len(achievements),
-        "judgment": state["judgment"][0] if state["judgment"] else None,
-        "tools": start.get("tools"),
-        "metadata": start.get("metadata"),
-        "last_event_at": _ms_to_dt(state["last_ts"]),
+        "judgment": state.judgment.label if state.judgment else None,
+        "tools": start.tools,
+        "metadata": start.metadata,
+        "last_event_at": _ms_to_dt(state.last_record_ms),
         "updated_at": _ms_to_dt(now_ms),
-        "last_offset": state["last_offset"],
-        "kafka_topic": state.get("topic"),
-        "kafka_partition": state["p"],
+        "last_offset": state.last_offset,
+        "kafka_topic": state.topic,
+        "kafka_partition": state.partition,
     }
 
 
@@ -216,42 +283,43 @@ def state_from_lake(
     session_id: str,
     partition: int,
     topic: str | None = None,
-) -> dict[str, Any]:
+) -> SessionState:
     """Rebuild a session's state from its lake rows: the `sessions` row, its turns and rewards.
 
     The lake is the truth; the worker's in-memory state is only a cache of open sessions. Offsets
     of the start and end records are not stored, so a replayed start/end counts as a duplicate,
     which writes no row either way.
     """
-    st = new_state(session_id, partition, topic)
+    st = SessionState(session_id, partition, topic)
     for t in turns:
-        st["turns"][str(t["turn"])] = t["kafka_offset"]
+        st.turn_offsets[t["turn"]] = t["kafka_offset"]
         if t.get("reward") is not None:
-            st["step_reward"] += t["reward"]
-    st["turn_ach"] = sorted({a for t in turns for a in (t.get("achievements") or [])})
+            st.step_reward_sum += t["reward"]
+    st.turn_achievements = sorted({a for t in turns for a in (t.get("achievements") or [])})
     for r in sorted(rewards, key=lambda r: (_iso(r["ts"]) or "", r["kafka_offset"])):
-        st["ev"][r["event_id"]] = r["kafka_offset"]
+        st.reward_event_offsets[r["event_id"]] = r["kafka_offset"]
         entry_ts = _iso(r["ts"])
         if r["kind"] == "outcome_reward":
-            st["reward"][r["objective"] or REWARD_OBJECTIVE] = [r["total_reward"], list(r.get("achievements") or []), entry_ts, r["kafka_offset"]]
+            st.rewards[r["objective"] or REWARD_OBJECTIVE] = LatestReward(
+                r["total_reward"], tuple(r.get("achievements") or ()), entry_ts, r["kafka_offset"])
         else:
-            st["judgment"] = [r["label"], entry_ts, r["kafka_offset"]]
+            st.judgment = LatestJudgment(r["label"], entry_ts, r["kafka_offset"])
     offsets = [t["kafka_offset"] for t in turns] + [r["kafka_offset"] for r in rewards]
     if session is not None:
         if session.get("kafka_partition") is not None:
-            st["p"] = session["kafka_partition"]
-            st["topic"] = session.get("kafka_topic") or topic
+            st.partition = session["kafka_partition"]
+            st.topic = session.get("kafka_topic") or topic
         if session.get("tools") is not None:  # a session_start was folded
-            st["start"] = {
-                "o": -1,
-                **{k: session.get(k) for k in ("env_name", "policy_name", "model", "task_id", "split", "seed", "run_id", "tools", "metadata")},
-                "ts": _iso(session.get("started_at")),
-            }
+            st.start = StartInfo(
+                -1, session.get("env_name"), session.get("policy_name"), session.get("model"), session.get("task_id"),
+                session.get("split"), session.get("seed"), session.get("run_id"), session.get("tools"),
+                session.get("metadata"), _iso(session.get("started_at")),
+            )
         if session.get("status") in SESSION_END_STATUSES:
-            st["end"] = {"o": -1, "status": session["status"], "num_turns": session.get("num_turns"), "ts": _iso(session.get("ended_at"))}
-            st["end_ts"] = _ms(session.get("ended_at")) or _ms(session.get("last_event_at"))
-        st["first_ts"] = _ms(session.get("started_at"))
-        st["last_ts"] = _ms(session.get("last_event_at"))
+            st.end = EndInfo(-1, session["status"], session.get("num_turns"), _iso(session.get("ended_at")))
+            st.end_record_ms = _ms(session.get("ended_at")) or _ms(session.get("last_event_at"))
+        st.first_record_ms = _ms(session.get("started_at"))
+        st.last_record_ms = _ms(session.get("last_event_at"))
         offsets.append(session.get("last_offset") if session.get("last_offset") is not None else -1)
-    st["last_offset"] = max(offsets, default=-1)
+    st.last_offset = max(offsets, default=-1)
     return st

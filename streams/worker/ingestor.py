@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
-from streams.worker.assembly import fold_event, session_row, session_status
+from streams.worker.assembly import SessionState, fold_event, session_row, session_status
 from streams.worker.committer import Committer
 from streams.worker.guard import TP, LogResetError, PartitionGuard, PartitionLog
 from streams.worker.hooks import CommitHooks, load_hooks
@@ -127,7 +127,7 @@ class Ingestor:
         topic = self.settings.rollout_topic
         partitions = [p for _, p in tps]
 
-        def load() -> tuple[KnownSessions, dict[str, tuple[dict[str, Any], tuple[str, bool]]]]:
+        def load() -> tuple[KnownSessions, dict[str, tuple[SessionState, tuple[str, bool]]]]:
             known = KnownSessions(capacity=max(1 << 16, 2 * self.lake_sessions.count(SESSIONS)))
             sids = self.lake_sessions.scan_ids(topic, partitions, known)
             return known, self.lake_sessions.load(sids, topic=topic, partition_of={})
@@ -325,7 +325,7 @@ class Ingestor:
 
     # -- sessions rows ----------------------------------------------------------------------
 
-    def _stage_session(self, state: dict[str, Any], batch: RowBatch) -> None:
+    def _stage_session(self, state: SessionState, batch: RowBatch) -> None:
         row = session_row(state, now_ms=int(self.clock() * 1000), reward_grace_s=self.settings.reward_grace_s,
                           idle_timeout_s=self.settings.idle_timeout_s)
         batch.set_session(row)

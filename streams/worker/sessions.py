@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from lake.tables import REWARDS, SCHEMAS, SESSIONS, TURNS, table_uri
-from streams.worker.assembly import state_from_lake
+from streams.worker.assembly import SessionState, state_from_lake
 
 __all__ = ["CachedSession", "KnownSessions", "LakeSessions", "OpenSessions"]
 
@@ -40,7 +40,7 @@ _REWARD_COLUMNS = ["session_id", "kind", "event_id", "objective", "total_reward"
 
 @dataclass
 class CachedSession:
-    state: dict[str, Any]
+    state: SessionState
     written: tuple[str, bool] | None = None  # (status, finalized) of the last row handed to a commit
     evict_at: float | None = None  # set once a finalized row is committed
 
@@ -57,11 +57,11 @@ class OpenSessions:
     def __contains__(self, sid: str) -> bool:
         return sid in self._by_id
 
-    def get(self, sid: str) -> dict[str, Any] | None:
+    def get(self, sid: str) -> SessionState | None:
         entry = self._by_id.get(sid)
         return None if entry is None else entry.state
 
-    def put(self, sid: str, state: dict[str, Any]) -> None:
+    def put(self, sid: str, state: SessionState) -> None:
         entry = self._by_id.get(sid)
         if entry is None:
             self._by_id[sid] = CachedSession(state)
@@ -98,7 +98,7 @@ class OpenSessions:
         return len(gone)
 
     def drop_partitions(self, tps: set[tuple[str, int]]) -> None:
-        for sid in [sid for sid, e in self._by_id.items() if (e.state.get("topic"), e.state["p"]) in tps]:
+        for sid in [sid for sid, e in self._by_id.items() if (e.state.topic, e.state.partition) in tps]:
             del self._by_id[sid]
 
 
@@ -226,7 +226,7 @@ class LakeSessions:
 
     def load(
         self, session_ids: list[str], *, topic: str, partition_of: dict[str, int]
-    ) -> dict[str, tuple[dict[str, Any], tuple[str, bool]]]:
+    ) -> dict[str, tuple[SessionState, tuple[str, bool]]]:
         """State and stored (status, finalized) of each session of `session_ids` the lake knows."""
         if not session_ids:
             return {}

@@ -27,10 +27,10 @@ def _fold_all(events, offsets=None, state=None):
 def test_duplicates_at_other_offsets_are_dropped():
     events = _events()
     state, writes = _fold_all(events + events, offsets=list(range(2 * len(events))))
-    assert len(state["turns"]) == 3
+    assert len(state.turn_offsets) == 3
     # Turns and rewards of the first copy only are offered to the writer.
     assert all(off < len(events) for _, off in writes)
-    assert state["step_reward"] == sum(e.reward for e in events if e.type == "turn")
+    assert state.step_reward_sum == sum(e.reward for e in events if e.type == "turn")
 
 
 def test_replaying_the_same_offsets_on_a_state_that_already_holds_them_is_a_no_op():
@@ -38,8 +38,8 @@ def test_replaying_the_same_offsets_on_a_state_that_already_holds_them_is_a_no_o
     state, writes = _fold_all(events)
     # After a crash the changelog may be ahead of the consumer: the same records come again.
     again, rewrites = _fold_all(events, state=state)
-    assert again["turns"] == state["turns"] and again["step_reward"] == state["step_reward"]
-    assert again["reward"] == state["reward"]
+    assert again.turn_offsets == state.turn_offsets and again.step_reward_sum == state.step_reward_sum
+    assert again.rewards == state.rewards
     assert rewrites == writes  # the same first sightings are offered again; the writer's offset check decides
 
 
@@ -64,16 +64,16 @@ def test_reward_before_start_is_kept_and_the_latest_reward_wins():
 def test_end_without_reward_finalizes_after_the_grace_period():
     events = [e for e in _events() if e.type not in ("outcome_reward", "judgment")]
     state, _ = _fold_all(events)
-    end_ms = state["end_ts"]
-    assert session_status(state, now_ms=end_ms + 59_000, **ROW_KW) == (state["end"]["status"], False)
-    assert session_status(state, now_ms=end_ms + 61_000, **ROW_KW) == (state["end"]["status"], True)
+    end_ms = state.end_record_ms
+    assert session_status(state, now_ms=end_ms + 59_000, **ROW_KW) == (state.end.status, False)
+    assert session_status(state, now_ms=end_ms + 61_000, **ROW_KW) == (state.end.status, True)
 
 
 def test_silent_session_is_abandoned_after_the_idle_timeout():
     events = [e for e in _events() if e.type in ("session_start", "turn")][:2]
     state, _ = _fold_all(events)
-    assert session_status(state, now_ms=state["last_ts"] + 1_000, **ROW_KW) == ("open", False)
-    assert session_status(state, now_ms=state["last_ts"] + 601_000, **ROW_KW) == ("abandoned", True)
+    assert session_status(state, now_ms=state.last_record_ms + 1_000, **ROW_KW) == ("open", False)
+    assert session_status(state, now_ms=state.last_record_ms + 601_000, **ROW_KW) == ("abandoned", True)
 
 
 def test_missing_turns_are_visible():
