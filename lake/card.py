@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schemas.manifest import CARD_FILE
+from schemas.manifest import CARD_FILE, TRAIN_FILE, VAL_FILE
 
 __all__ = ["CARD", "render_card", "histogram"]
 
@@ -59,7 +59,7 @@ def render_card(manifest: Mapping[str, Any], stats: Mapping[str, Any], rewards: 
     files = manifest["files"]
     fmt = spec.get("format", "messages")
     # An empty JSONL file cannot be loaded by `datasets`: only splits with lines are listed.
-    splits = [(n, f) for n, f in (("train", "train.jsonl"), ("validation", "val.jsonl")) if files[f]["rows"]]
+    splits = [(n, f) for n, f in (("train", TRAIN_FILE), ("validation", VAL_FILE)) if files[f]["rows"]]
     yaml = ["---"]
     if splits:
         yaml += ["configs:", "- config_name: default", "  data_files:"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lake.exceptions import FilterSpecError
+from schemas.manifest import MANIFEST_FILE, VAL_FILE
 
 __all__ = ["task_ids_from", "val_task_ids", "ids_sha256", "check_disjoint"]
 
@@ -24,16 +25,16 @@ def ids_sha256(ids: Iterable[str]) -> str:
 
 
 def _is_manifest(path: Path) -> bool:
-    return path.is_dir() or path.name == "manifest.json"
+    return path.is_dir() or path.name == MANIFEST_FILE
 
 
 def val_task_ids(manifest: str | Path) -> set[str]:
     """The task_ids of a snapshot's val split (read from its val.jsonl's metadata)."""
     path = Path(manifest)
     root = path if path.is_dir() else path.parent
-    if not (root / "manifest.json").is_file():
+    if not (root / MANIFEST_FILE).is_file():
         raise FilterSpecError(f"{manifest} is not a snapshot: no manifest.json in {root}")
-    val = root / "val.jsonl"
+    val = root / VAL_FILE
     if not val.is_file():
         raise FilterSpecError(f"snapshot {root} has no val.jsonl; its val split cannot be read")
     ids = set()
