@@ -213,6 +213,8 @@ def test_dockerfile_builds_the_worker_image():
     assert instructions[0] == ["FROM", "python:3.11-slim"]
     run = " ".join(arg for op, arg in instructions if op == "RUN")
     assert re.search(r"pip install .*\"\.\$\{EXTRAS:\+\[\$EXTRAS\]\}\"", run)
+    # The default image runs the worker and, for the snapshot job, `python -m lake`: the worker extra has both.
+    assert ["ARG", 'EXTRAS="worker"'] in instructions
     cmd = next(arg for op, arg in instructions if op == "CMD")
     assert json.loads(cmd) == ["faust", "-A", "streams.worker.app", "worker", "-l", "info"]
     assert "KAFKA_BOOTSTRAP_SERVERS=kafka:9092" in text and "LAKE_URI=/lake" in text
