@@ -10,15 +10,32 @@ from typing import Any
 
 __all__ = ["main", "build_parser"]
 
-# Snapshot flags that feed the spec: dest -> how argparse reads it (TOML keys are the dests).
-_SPEC_DESTS = (
-    "min_reward", "max_reward", "min_achievements", "required_achievements", "max_turns",
-    "require_termination", "statuses", "splits", "task_ids", "models", "envs", "policy_names",
-    "run_ids", "min_created_at", "max_created_at", "judgment", "where", "limit", "best_per_task",
-    "salvage", "granularity", "context_turns", "format", "include_system", "val_fraction",
-    "split_seed", "min_task_std", "max_task_mean", "min_task_mean", "top_k_per_task", "min_margin",
-    "mask_invalid_turns",
-)
+def _add_spec_arguments(p: argparse.ArgumentParser) -> dict[str, Any]:
+    """One flag per SnapshotSpec field, from the field's metadata (lake.spec); returns the groups."""
+    from lake.spec import GROUPS, flag_of, spec_fields
+
+    groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
+    for f in sorted(spec_fields(), key=lambda f: list(GROUPS).index(f.metadata["group"])):  # usage in help's order
+        meta, kwargs = f.metadata, {"help": f.metadata["help"]}
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if meta.get("repeatable"):
+            kwargs["action"] = "append"
+        kind = meta["kind"]
+        if kind == "bool":  # None when not given, so --config's value stands
+            kwargs.update(action=argparse.BooleanOptionalAction if meta.get("negatable") else "store_true", default=None)
+        elif kind in ("int", "float"):
+            kwargs["type"] = int if kind == "int" else float
+        elif kind == "choice":
+            kwargs["choices"] = meta["choices"]
+        groups[meta["group"]].add_argument(flag_of(f), dest=_dest(f), **kwargs)
+    return groups
+
+
+def _dest(f: Any) -> str:
+    from lake.spec import flag_of
+
+    return flag_of(f)[2:].replace("-", "_")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -29,7 +46,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lake", description=__doc__)
+    from schemas.cli import EXIT_STATUS
+
+    parser = argparse.ArgumentParser(prog="python -m lake", description=__doc__, epilog=EXIT_STATUS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("sql", help="read-only SQL over the lake's views")
@@ -67,57 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")
-    f = p.add_argument_group("filters (each drops sessions; reasons are counted in the manifest)")
-    f.add_argument("--min-reward", action="append", metavar="[OBJ=]X",
-                   help="total_reward >= X (objective 'reward'), or OBJ=X for another objective; repeatable")
-    f.add_argument("--max-reward", action="append", metavar="[OBJ=]X", help="total_reward <= X; like --min-reward")
-    f.add_argument("--min-achievements", type=int, help="achievements_count >= N")
-    f.add_argument("--required-achievements", metavar="A,B", help="sessions holding all of these achievements")
-    f.add_argument("--max-turns", type=int, help="num_turns <= N")
-    f.add_argument("--require-termination", action="store_true", default=None,
-                   help="status 'terminated' only (no truncated/error/abandoned/open)")
-    f.add_argument("--statuses", metavar="S,T", help="status in this list")
-    f.add_argument("--splits", metavar="S,T", help="split in this list, e.g. train,test")
-    f.add_argument("--task-ids", metavar="A,B", help="task_id in this list")
-    f.add_argument("--models", metavar="A,B", help="model in this list")
-    f.add_argument("--envs", metavar="A,B", help="env_name in this list")
-    f.add_argument("--policy-names", metavar="A,B", help="policy_name in this list")
-    f.add_argument("--run-ids", metavar="A,B", help="run_id in this list")
-    f.add_argument("--min-created-at", metavar="ISO", help="started_at >= this time (UTC if no offset)")
-    f.add_argument("--max-created-at", metavar="ISO", help="started_at <= this time")
-    f.add_argument("--judgment", metavar="L,M", help="latest judgment label in this list, e.g. acceptable")
-    f.add_argument("--where", metavar="SQL", help="extra SQL predicate over the `sessions` view's columns")
-    f.add_argument("--limit", type=int, help="keep at most N sessions (the first in snapshot order)")
-    g = p.add_argument_group("task groups (statistics over the sessions the filters above keep; see the task_stats view)")
-    g.add_argument("--min-task-std", metavar="[OBJ=]X", action="append",
-                   help="drop tasks whose reward std is below X (0 < X drops zero-variance groups, useless for GRPO)")
-    g.add_argument("--max-task-mean", metavar="[OBJ=]X", action="append", help="keep tasks with mean reward <= X (hard ones)")
-    g.add_argument("--min-task-mean", metavar="[OBJ=]X", action="append", help="keep tasks with mean reward >= X")
-    g.add_argument("--top-k-per-task", type=int, metavar="K",
-                   help="the best K sessions per task_id (ranked like --best-per-task, which is K=1)")
-    d = p.add_argument_group("decontamination")
-    d.add_argument("--exclude-tasks-from", metavar="FILE|MANIFEST", action="append",
-                   help="never output these task_ids: a file with one per line (or a JSON list), or a snapshot's "
-                        "manifest.json/dir (its val split's task_ids); the manifest records the set's sha256")
-    d.add_argument("--disjoint-from", metavar="MANIFEST", action="append",
-                   help="refuse (exit 2) if any kept task_id is in the val split of that snapshot")
-    o = p.add_argument_group("shape")
-    o.add_argument("--best-per-task", action="store_true", default=None,
-                   help="one session per task_id: highest reward, then most achievements, fewest turns, session_id")
-    o.add_argument("--salvage", action="store_true", default=None,
-                   help="keep a session with an invalid or missing turn, truncated before the first one")
-    o.add_argument("--granularity", choices=("session", "turn"), help="one example per session (default) or per assistant turn")
-    o.add_argument("--context-turns", metavar="N|all", help="turn granularity: previous turns included (default 0)")
-    o.add_argument("--format", choices=("messages", "prompt_completion", "preference"),
-                   help="line shape (default messages); preference: prompt/chosen/rejected pairs for DPO")
-    o.add_argument("--min-margin", type=float, metavar="X",
-                   help="preference: chosen and rejected rewards differ by at least X (default: any difference)")
-    o.add_argument("--mask-invalid-turns", action="store_true", default=None,
-                   help='keep invalid or zero-reward assistant turns as context, marked "weight": 0 (no loss)')
-    o.add_argument("--include-system", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep system/developer messages (default yes; identical repeats kept once)")
-    o.add_argument("--val-fraction", type=float, help="share of task_ids hashed into val.jsonl (default 0)")
-    o.add_argument("--split-seed", type=int, help="seed of the train/val hash (default 0)")
+    groups = _add_spec_arguments(p)
+    groups["decontamination"].add_argument(
+        "--disjoint-from", metavar="MANIFEST", action="append",
+        help="refuse (exit 2) if any kept task_id is in the val split of that snapshot")
     _add_common(p)
     p.set_defaults(func=_snapshot)
 
@@ -152,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1, this machine only; another address exposes the lake)")
     _add_common(p)
     p.set_defaults(func=_ui)
+    for command in sub.choices.values():
+        command.epilog = EXIT_STATUS
     return parser
 
 
@@ -321,7 +295,7 @@ _SYNTH_AI_SHAPE = {"granularity": "turn", "context_turns": 0, "include_system": 
 
 
 def _spec_from_args(args: argparse.Namespace) -> Any:
-    from lake.spec import SnapshotSpec, load_toml
+    from lake.spec import SnapshotSpec, load_toml, spec_fields
 
     data: dict[str, Any] = {}
     out_from_config = None
@@ -336,15 +310,11 @@ def _spec_from_args(args: argparse.Namespace) -> Any:
                   f"({_lake_uri(args)}) holds the traces (import a database once with "
                   "`python -m streams replay sqlite DB`)", file=sys.stderr)
         out_from_config = _out_dir(data.pop("out", None), data.pop("output", None))
-    flags = {dest: getattr(args, dest) for dest in _SPEC_DESTS if getattr(args, dest) is not None}
-    data.update(flags)
-    if args.exclude_tasks_from:
-        from lake.decontam import task_ids_from
-
-        excluded = set(data.get("exclude_task_ids") or ())
-        for source in args.exclude_tasks_from:
-            excluded |= task_ids_from(source)
-        data["exclude_task_ids"] = sorted(excluded)
+    for f in spec_fields():  # flags override the file's keys
+        value = getattr(args, _dest(f))
+        if value is not None:
+            from_flag = f.metadata.get("from_flag")
+            data[f.name] = from_flag(value, data.get(f.name)) if from_flag else value
     return SnapshotSpec.from_dict(data), out_from_config
 
 
@@ -366,11 +336,14 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     lake_arg = args.lake
     if args.from_manifest:
-        given = [d for d in (*_SPEC_DESTS, "exclude_tasks_from", "disjoint_from") if getattr(args, d) is not None]
+        from lake.spec import flag_of, spec_fields
+
+        given = [flag_of(f) for f in spec_fields() if getattr(args, _dest(f)) is not None]
+        given += ["--disjoint-from"] if args.disjoint_from is not None else []
         if given or args.config:
             raise FilterSpecError(
                 "--from-manifest reproduces a snapshot exactly; drop --config and the filter flags "
-                f"({', '.join('--' + d.replace('_', '-') for d in given) or '--config'})"
+                f"({', '.join(given) or '--config'})"
             )
         return _reproduce(args)
     spec, out_from_config = _spec_from_args(args)
@@ -389,19 +362,12 @@ def _snapshot(args: argparse.Namespace) -> int:
         return 0
     if not out:
         raise FilterSpecError("--out DIR is required (or `output`/`out` in --config), unless --dry-run/--stats-only")
-    from lake.exceptions import EmptySnapshotError
     from lake.export import build_snapshot
 
-    try:
-        manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
-                                  memory_limit=args.memory_limit, threads=args.threads, progress=args.progress,
-                                  exclude_sources=args.exclude_tasks_from, disjoint_from=args.disjoint_from,
-                                  allow_empty=args.allow_empty)
-    except EmptySnapshotError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    manifest = build_snapshot(lake_uri, spec, out, force=args.force, reader=args.reader,
+                              memory_limit=args.memory_limit, threads=args.threads, progress=args.progress,
+                              exclude_sources=args.exclude_tasks_from, disjoint_from=args.disjoint_from,
+                              allow_empty=args.allow_empty)
     _print_done(manifest, out)
     return 0
 
@@ -463,13 +429,7 @@ def _wait(args: argparse.Namespace) -> int:
                 return True, f"lake holds all {total} records of {topic} (offsets {_offsets(target)})"
             return False, (f"{sum(behind.values())} of {total} records of {topic} not in {lake_uri} yet "
                            f"(lake {_offsets(have)}, log {_offsets(target)})")
-    from lake.exceptions import WaitTimeoutError
-
-    try:
-        said = wait_until(check, timeout_s=args.timeout, on_progress=say)
-    except WaitTimeoutError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    said = wait_until(check, timeout_s=args.timeout, on_progress=say)
     print(f"{said} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
     return 0
 
@@ -530,17 +490,14 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        from schemas.exceptions import RolloutLakeError
+    from schemas.cli import run_cli
 
-        if args.debug or not isinstance(exc, RolloutLakeError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    from schemas.extras import require
+
+    args = build_parser().parse_args(argv)
+    require("lake", what=f"`python -m lake {args.command}`")
+    return args.func(args)

@@ -16,6 +16,7 @@ __all__ = [
     "ReproductionMismatchError",
     "EmptySnapshotError",
     "WaitTimeoutError",
+    "TopicNotFoundError",
     "StorageConfigError",
 ]
 
@@ -63,6 +64,12 @@ class ReproductionMismatchError(LakeError):
 class EmptySnapshotError(LakeError, ValueError):
     """The filters kept no example; the message counts what each filter dropped."""
 
+    exit_code = 1  # a result, not a malformed command (schemas.cli)
+
 
 class WaitTimeoutError(LakeError):
     """`lake wait` gave up before the lake caught up."""
+
+
+class TopicNotFoundError(LakeError, ValueError):
+    """`lake wait` was pointed at a topic the broker does not have."""

@@ -116,9 +116,9 @@ async def _partitions(consumer: Any, topic: str) -> list[int]:
             if found:
                 return sorted(found)
         await asyncio.sleep(0.5)
-    from lake.exceptions import LakeError
+    from lake.exceptions import TopicNotFoundError
 
-    raise LakeError(f"topic {topic!r} does not exist on the broker; check ROLLOUT_TOPIC")
+    raise TopicNotFoundError(f"topic {topic!r} does not exist on the broker; check ROLLOUT_TOPIC")
 
 
 def wait_until(

@@ -2,7 +2,8 @@
 
 The form's field names are the snapshot spec's keys (`min_reward`, `splits`, ...), so the page
 filters with the same SQL predicates as `lake snapshot` (lake.spec.session_predicates) and the
-"cut this as a snapshot" box can print the exact flags.
+"cut this as a snapshot" box prints the exact flags, from the spec fields' own metadata
+(lake.spec.to_flags). Labels and hints here are the page's; flags and parsing are the spec's.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from lake.spec import SnapshotSpec
+from lake.spec import SnapshotSpec, to_flags
 
 __all__ = ["FIELDS", "Field", "parse_filters", "snapshot_command"]
 
@@ -23,10 +23,6 @@ class Field:
     label: str
     hint: str
     choices: str | None = None  # column whose distinct values the input suggests
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
 
 
 FIELDS = (
@@ -53,24 +49,7 @@ def parse_filters(params: Mapping[str, str]) -> tuple[dict[str, str], SnapshotSp
     return given, SnapshotSpec.from_dict(given)
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 def snapshot_command(spec: SnapshotSpec, lake_uri: str, *, out: str = "snapshots/NAME") -> str:
     """`python -m lake snapshot ...` that keeps the sessions these filters keep."""
     parts = ["python", "-m", "lake", "snapshot", "--out", out, "--lake", lake_uri]
-    data = spec.to_dict()
-    for f in FIELDS:
-        value: Any = data.get(f.key)
-        if value in (None, (), [], {}):
-            continue
-        if isinstance(value, dict):  # reward bounds per objective
-            for objective, bound in value.items():
-                text = _number(bound) if objective == "reward" else f"{objective}={_number(bound)}"
-                parts += [f.flag, text]
-        elif isinstance(value, (list, tuple)):
-            parts += [f.flag, ",".join(value)]
-        else:
-            parts += [f.flag, str(value)]
-    return shlex.join(parts)
+    return shlex.join(parts + to_flags(spec, [f.key for f in FIELDS]))
