@@ -8,6 +8,7 @@ with pyproject.toml.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from schemas.exceptions import RolloutLakeError
 
@@ -41,11 +42,17 @@ def require(extra: str, *modules: str, what: str = "this command") -> None:
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; known: {', '.join(sorted(EXTRAS))}")
     names = modules or _modules_of(extra)
-    missing = [name for name in names if importlib.util.find_spec(name.partition(".")[0]) is None]
+    missing = [name for name in names if not _installed(name.partition(".")[0])]
     if missing:
         raise MissingExtraError(
             f"{what} needs the {extra} extra: pip install 'rollout-lake[{extra}]' (not installed: {', '.join(missing)})"
         )
+
+
+def _installed(name: str) -> bool:
+    if sys.modules.get(name) is not None:  # find_spec raises for a loaded module without __spec__ (faust's CLI makes one)
+        return True
+    return importlib.util.find_spec(name) is not None
 
 
 def _modules_of(extra: str) -> tuple[str, ...]:
