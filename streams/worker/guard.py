@@ -23,7 +23,7 @@ __all__ = ["APPENDED", "LogResetError", "PartitionGuard", "PartitionLog", "TP"]
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
+TP = tuple[str, int]  # (topic, partition)
 APPENDED = (MESSAGES, TURNS, REWARDS, DEAD_LETTERS)
 
 
@@ -215,7 +215,7 @@ class PartitionGuard:
             self._last_record[tp] = self.clock()  # one probe per idle period
             self._probing.discard(tp)
 
-    def state(self) -> dict[TP, dict[str, object]]:
+    def partition_states(self) -> dict[TP, dict[str, object]]:
         """Per partition: the next offset to fold, a pending seek, the last whole batch (for /health)."""
         committed = self.last_committed()
         now = self.clock()

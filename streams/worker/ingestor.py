@@ -146,10 +146,10 @@ class Ingestor:
         if not self._known_builds:
             self._known_pending.clear()
             self.known = known
-        for sid, (st, written) in states.items():
+        for sid, (state, stored_status) in states.items():
             if sid not in self.sessions:
-                self.sessions.put(sid, st)
-                self.sessions.written(sid, written)
+                self.sessions.put(sid, state)
+                self.sessions.mark_written(sid, stored_status)
         if states:
             log.info("%d open sessions of %s rebuilt from the lake", len(states), tps)
 
@@ -279,12 +279,12 @@ class Ingestor:
         )
         self.counters["lake_lookups"] += 1
         evict_at = self.clock() + self.settings.evict_after_s
-        for sid, (st, written) in states.items():
+        for sid, (state, stored_status) in states.items():
             if sid not in self.sessions:
                 self.counters["sessions_reloaded"] += 1
-                self.sessions.put(sid, st)
-                self.sessions.written(sid, written)
-                if written[1]:  # finalized: leaves again unless this batch changes it
+                self.sessions.put(sid, state)
+                self.sessions.mark_written(sid, stored_status)
+                if stored_status[1]:  # finalized: leaves again unless this batch changes it
                     self.sessions.expire(sid, evict_at)
 
     def _fold(self, batch: RowBatch, r: Record, event: Any, record_ms: int) -> None:
@@ -329,7 +329,7 @@ class Ingestor:
         row = session_row(state, now_ms=int(self.clock() * 1000), reward_grace_s=self.settings.reward_grace_s,
                           idle_timeout_s=self.settings.idle_timeout_s)
         batch.set_session(row)
-        self.sessions.written(row["session_id"], (row["status"], row["finalized"]))
+        self.sessions.mark_written(row["session_id"], (row["status"], row["finalized"]))
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -351,7 +351,7 @@ class Ingestor:
         for sid, entry in self.sessions.entries():
             current = session_status(entry.state, now_ms=now_ms, reward_grace_s=self.settings.reward_grace_s,
                                      idle_timeout_s=self.settings.idle_timeout_s)
-            if current != entry.written and sid not in self.batch.dirty_sessions:
+            if current != entry.written_status and sid not in self.batch.dirty_sessions:
                 self.batch.dirty_sessions.add(sid)
                 self.batch.touch(now)
         evicted = self.sessions.evict(now, keep=self.batch.dirty_sessions)

@@ -40,8 +40,10 @@ _REWARD_COLUMNS = ["session_id", "kind", "event_id", "objective", "total_reward"
 
 @dataclass
 class CachedSession:
+    """One open session in the cache: its state, what the lake was last told, when it may leave."""
+
     state: SessionState
-    written: tuple[str, bool] | None = None  # (status, finalized) of the last row handed to a commit
+    written_status: tuple[str, bool] | None = None  # (status, finalized) of the last row handed to a commit
     evict_at: float | None = None  # set once a finalized row is committed
 
 
@@ -54,17 +56,17 @@ class OpenSessions:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def __contains__(self, sid: str) -> bool:
-        return sid in self._by_id
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._by_id
 
-    def get(self, sid: str) -> SessionState | None:
-        entry = self._by_id.get(sid)
+    def get(self, session_id: str) -> SessionState | None:
+        entry = self._by_id.get(session_id)
         return None if entry is None else entry.state
 
-    def put(self, sid: str, state: SessionState) -> None:
-        entry = self._by_id.get(sid)
+    def put(self, session_id: str, state: SessionState) -> None:
+        entry = self._by_id.get(session_id)
         if entry is None:
-            self._by_id[sid] = CachedSession(state)
+            self._by_id[session_id] = CachedSession(state)
         else:
             entry.state = state
             entry.evict_at = None  # changed again: it stays until its new row is committed
@@ -72,15 +74,16 @@ class OpenSessions:
     def entries(self) -> Iterable[tuple[str, CachedSession]]:
         return list(self._by_id.items())
 
-    def written(self, sid: str, status: tuple[str, bool]) -> None:
-        entry = self._by_id.get(sid)
+    def mark_written(self, session_id: str, status: tuple[str, bool]) -> None:
+        """The (status, finalized) of the session's row last handed to a commit."""
+        entry = self._by_id.get(session_id)
         if entry is not None:
-            entry.written = status
+            entry.written_status = status
 
-    def expire(self, sid: str, at: float) -> None:
+    def expire(self, session_id: str, at: float) -> None:
         """A session read back from the lake already finalized: it may leave memory at `at`
         unless an event changes it first (a late duplicate must not pin it here)."""
-        entry = self._by_id.get(sid)
+        entry = self._by_id.get(session_id)
         if entry is not None:
             entry.evict_at = at
 

@@ -164,7 +164,7 @@ def _partitions() -> dict[str, dict[str, object]]:
     """The guard's view of each partition next to the consumer's: where a stall would show."""
     out = {}
     read_offsets = getattr(app.consumer, "_read_offset", {})
-    for tp, state in ingestor.guard.state().items():
+    for tp, state in ingestor.guard.partition_states().items():
         state = dict(state, highwater=_highwater(tp), read_offset=read_offsets.get(TP(*tp)))
         out[f"{tp[0]}/{tp[1]}"] = state
     return out
