@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import venv
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for package in ("schemas", "streams", "lake", "trainer", "examples"):
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in sorted({pattern.rstrip("*").rstrip(".") for pattern in include}):
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)
