@@ -44,9 +44,8 @@ def require(extra: str, *modules: str, what: str = "this command") -> None:
     names = modules or _modules_of(extra)
     missing = [name for name in names if not _installed(name.partition(".")[0])]
     if missing:
-        raise MissingExtraError(
-            f"{what} needs the {extra} extra: pip install 'rollout-lake[{extra}]' (not installed: {', '.join(missing)})"
-        )
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise MissingExtraError(f"{what} needs the {extra} extra: pip install 'rollout-lake[{extra}]' (not installed: {shown})")
 
 
 def _installed(name: str) -> bool:

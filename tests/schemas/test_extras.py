@@ -64,3 +64,13 @@ def test_the_faust_worker_without_its_extra_says_so_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: the worker (`faust -A streams.worker.app`) needs the worker extra: "
                                    "pip install 'rollout-lake[worker]' (not installed: deltalake)")
+
+
+def test_a_long_list_of_missing_modules_stays_short(monkeypatch):
+    for name in ("deltalake", "pyarrow", "numpy", "duckdb", "rich"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+    with pytest.raises(MissingExtraError) as caught:
+        require("lake", what="`python -m lake sql`")
+
+    assert str(caught.value).endswith("(not installed: deltalake, pyarrow, numpy and 2 more)")
