@@ -40,9 +40,8 @@ def _broker(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tqdm import tqdm
-
     from streams.importers import count_synth_sessions, read_sft_jsonl, read_synth_sqlite, replay
+    from streams.importers.replay import progress_bar
     from streams.publisher.publisher import RolloutPublisher
 
     if args.source == "sqlite":
@@ -57,7 +56,7 @@ def _replay(args: argparse.Namespace) -> int:
     publisher = None if args.dry_run else RolloutPublisher.from_env(**overrides)
 
     async def run():
-        with tqdm(total=total, unit="session", desc="replay", disable=True if args.no_progress else None) as bar:
+        with progress_bar(total, disable=args.no_progress) as bar:
             if publisher is None:
                 return await replay(sessions, None, progress=bar)
             async with publisher:
@@ -75,7 +74,15 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
+    from schemas.cli import run_cli
+
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    from schemas.cli import EXIT_STATUS
+
+    parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__, epilog=EXIT_STATUS)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -102,17 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="prefix metadata.session_id with the file name ('<file>:<id>'), for files that reuse ids")
     j.set_defaults(func=_replay)
 
+    for command in (*sub.choices.values(), *sources.choices.values()):
+        command.epilog = EXIT_STATUS
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except Exception as exc:
-        from schemas.exceptions import RolloutLakeError
-
-        if args.debug or not isinstance(exc, RolloutLakeError):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -13,24 +13,25 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from schemas.exceptions import RolloutLakeError
+    from schemas.cli import run_cli
     from trainer.config import pop_debug_flag
 
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from trainer.config import detect_device, parse_train_args, set_cpu_threads
-        from trainer.train import run_training
+    return run_cli(_main, args, debug=debug)
 
-        device = detect_device()
-        set_cpu_threads(device)
-        opts, sft, model_args = parse_train_args(args, device=device)
-        summary = run_training(opts, sft, model_args, device=device)
-    except RolloutLakeError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def _main(args: list[str]) -> int:
+    from schemas.extras import require
+
+    require("train", what="`python -m trainer`")
+    from trainer.config import detect_device, parse_train_args, set_cpu_threads
+    from trainer.train import run_training
+
+    device = detect_device()
+    set_cpu_threads(device)
+    opts, sft, model_args = parse_train_args(args, device=device)
+    summary = run_training(opts, sft, model_args, device=device)
     if summary:
         print(
             f"trained {summary['steps']} steps on {summary['device']['name']}: final loss {summary['final_loss']:.4f}"

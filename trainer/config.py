@@ -230,8 +230,11 @@ def parse_train_args(argv: list[str], *, device: DeviceInfo) -> tuple[TrainerArg
     """(TrainerArguments, SFTConfig, ModelConfig) from defaults < config file < flags."""
     import dataclasses
 
+    from schemas.cli import EXIT_STATUS
+
     config_path, args = _pop_config(argv)
     parser = build_parser()
+    parser.epilog = EXIT_STATUS
     parser.set_defaults_with_config(**agent_sft_defaults(device))
     if config_path:
         unknown = parser.set_defaults_with_config(**load_config_file(config_path))

@@ -143,39 +143,41 @@ def _rows(snapshot: Snapshot, split: str) -> list[SnapshotRow]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from schemas.exceptions import RolloutLakeError
-    from trainer.config import build_parser, parse_dataclasses, pop_debug_flag
+    from schemas.cli import run_cli
+    from trainer.config import pop_debug_flag
 
     debug, args = pop_debug_flag(sys.argv[1:] if argv is None else list(argv))
-    try:
-        parser = build_parser("python -m trainer.evaluate", (EvaluateArguments,))
-        (opts,) = parse_dataclasses(parser, args)
-        snapshot = load_snapshot(opts.snapshot)
-        rows = _rows(snapshot, opts.split)
+    return run_cli(_main, args, debug=debug)
 
-        import torch
 
-        from trainer.models import align_eos_token, load_model, load_tokenizer, resolve_model
+def _main(args: list[str]) -> int:
+    from schemas.cli import EXIT_STATUS
+    from trainer.config import build_parser, parse_dataclasses
 
-        source = resolve_model(opts.model)
-        tokenizer = load_tokenizer(source)
-        cuda = torch.cuda.is_available()
-        if not cuda:
-            from trainer.config import detect_device, set_cpu_threads
+    parser = build_parser("python -m trainer.evaluate", (EvaluateArguments,))
+    parser.epilog = EXIT_STATUS
+    (opts,) = parse_dataclasses(parser, args)
+    snapshot = load_snapshot(opts.snapshot)
+    rows = _rows(snapshot, opts.split)
 
-            set_cpu_threads(detect_device())
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-        model = load_model(source, dtype=dtype)
-        align_eos_token(tokenizer, model)
-        if cuda:
-            model = model.to("cuda")
-        metrics = evaluate_model(model, tokenizer, rows, max_prompts=opts.max_prompts, max_new_tokens=opts.max_new_tokens,
-                                 batch_size=opts.batch_size, progress=opts.progress)
-    except RolloutLakeError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    import torch
+
+    from trainer.models import align_eos_token, load_model, load_tokenizer, resolve_model
+
+    source = resolve_model(opts.model)
+    tokenizer = load_tokenizer(source)
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        from trainer.config import detect_device, set_cpu_threads
+
+        set_cpu_threads(detect_device())
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    model = load_model(source, dtype=dtype)
+    align_eos_token(tokenizer, model)
+    if cuda:
+        model = model.to("cuda")
+    metrics = evaluate_model(model, tokenizer, rows, max_prompts=opts.max_prompts, max_new_tokens=opts.max_new_tokens,
+                             batch_size=opts.batch_size, progress=opts.progress)
     result = {"model": source.spec, "snapshot": str(snapshot.path), "manifest_sha256": snapshot.manifest_sha256, "split": opts.split, **metrics}
     text = json.dumps(result, indent=2)
     if opts.output:

@@ -28,9 +28,13 @@ class SnapshotError(TrainerError, ValueError):
 class SnapshotIntegrityError(SnapshotError):
     """A snapshot file is missing, extra, or does not match manifest.json (sha256, bytes, rows)."""
 
+    exit_code = 1  # the data went bad after it was written, not the command (schemas.cli)
+
 
 class EmptySnapshotError(SnapshotError):
     """The snapshot holds no training examples."""
+
+    exit_code = 1  # a result, as with `lake snapshot`'s EmptySnapshotError (schemas.cli)
 
 
 class SnapshotFormatError(SnapshotError):

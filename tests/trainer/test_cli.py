@@ -1,4 +1,5 @@
-"""User errors: one line on stderr, a non-zero exit, no traceback unless --debug, nothing written."""
+"""User errors: one line on stderr, exit 2 for bad input and 1 for a failure (schemas.cli), no traceback
+unless --debug, nothing written."""
 
 from __future__ import annotations
 
@@ -35,15 +36,15 @@ def test_corrupted_snapshot_from_the_command_line(snapshot_factory, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("case", "message"),
+    ("case", "code", "message"),
     [
-        ("empty", "has no training examples"),
-        ("unknown_model", "model path '/nonexistent/model' does not exist"),
-        ("missing_snapshot", "snapshot directory"),
-        ("not_gguf", "is not a .gguf file"),
+        ("empty", 1, "has no training examples"),  # a result, like `lake snapshot` keeping nothing
+        ("unknown_model", 2, "model path '/nonexistent/model' does not exist"),
+        ("missing_snapshot", 2, "snapshot directory"),
+        ("not_gguf", 2, "is not a .gguf file"),
     ],
 )
-def test_clear_errors_and_nothing_written(case, message, snapshot_factory, tmp_path, capsys):
+def test_clear_errors_and_nothing_written(case, code, message, snapshot_factory, tmp_path, capsys):
     snapshot = snapshot_factory(n_train=2, n_val=None)
     model = []
     if case == "empty":
@@ -56,7 +57,7 @@ def test_clear_errors_and_nothing_written(case, message, snapshot_factory, tmp_p
         model = ["--model", str(snapshot / "stats.json")]
     output = tmp_path / "out"
 
-    assert main(["--snapshot", str(snapshot), *model, "--output", str(output)]) == 1
+    assert main(["--snapshot", str(snapshot), *model, "--output", str(output)]) == code
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err
@@ -78,7 +79,7 @@ def test_a_non_empty_output_is_not_overwritten(snapshot_factory, tmp_path, capsy
     output.mkdir()
     (output / "keep.txt").write_text("mine")
 
-    assert main(["--snapshot", str(snapshot_factory()), "--output", str(output)]) == 1
+    assert main(["--snapshot", str(snapshot_factory()), "--output", str(output)]) == 2
 
     assert "is not empty; pass another --output or --overwrite" in capsys.readouterr().err
     assert [p.name for p in output.iterdir()] == ["keep.txt"]
@@ -91,7 +92,7 @@ def test_evaluate_refuses_a_corrupted_snapshot(snapshot_factory, capsys):
 
 
 def test_evaluate_needs_a_val_split(snapshot_factory, capsys):
-    assert evaluate(["--snapshot", str(snapshot_factory(n_val=None))]) == 1
+    assert evaluate(["--snapshot", str(snapshot_factory(n_val=None))]) == 2
 
     assert "has no val.jsonl examples; pass --split train" in capsys.readouterr().err
 
@@ -107,7 +108,7 @@ def test_evaluate_needs_a_val_split(snapshot_factory, capsys):
 def test_flag_mistakes_are_one_line(argv, message, snapshot_factory, tmp_path, capsys):
     snapshot = [] if not argv else ["--snapshot", str(snapshot_factory())]
 
-    assert main([*snapshot, *argv, "--output", str(tmp_path / "out")]) == 1
+    assert main([*snapshot, *argv, "--output", str(tmp_path / "out")]) == 2
 
     assert capsys.readouterr().err == message + "\n"
     assert not (tmp_path / "out").exists()
@@ -125,7 +126,7 @@ def test_help_names_the_command_and_the_readme_spelling():
 
 
 def test_evaluate_typo_is_one_line(snapshot_factory, capsys):
-    assert evaluate(["--snapshot", str(snapshot_factory()), "--max-promts", "3"]) == 1
+    assert evaluate(["--snapshot", str(snapshot_factory()), "--max-promts", "3"]) == 2
 
     assert capsys.readouterr().err == (
         "error: unknown argument --max-promts (did you mean --max-prompts?); see `python -m trainer.evaluate --help`\n")
