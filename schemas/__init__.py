@@ -32,11 +32,13 @@ _LAZY = {
          "render_tool_call", "render_tool_calls", "render_tools_prompt"),
         "schemas.toolcalls",
     ),
+    **dict.fromkeys(("EXIT_STATUS", "exit_code_for", "run_cli"), "schemas.cli"),
     "json_schemas": "schemas.jsonschema",
     "write_json_schemas": "schemas.jsonschema",
 }
 
 if TYPE_CHECKING:
+    from schemas.cli import EXIT_STATUS, exit_code_for, run_cli
     from schemas.events import (
         EVENT_TYPES,
         MAX_EVENT_BYTES,
@@ -87,6 +89,7 @@ __all__ = [
     "CARD_FILE",
     "DATA_FILES",
     "EVENT_TYPES",
+    "EXIT_STATUS",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "MAX_EVENT_BYTES",
@@ -114,6 +117,7 @@ __all__ = [
     "ToolFunction",
     "Turn",
     "encode_event",
+    "exit_code_for",
     "format_validation_error",
     "is_valid_tool_call_reply",
     "json_schemas",
@@ -125,5 +129,6 @@ __all__ = [
     "render_tool_call",
     "render_tool_calls",
     "render_tools_prompt",
+    "run_cli",
     "write_json_schemas",
 ]
