@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas.exceptions import ManifestError, ManifestVersionError
 
@@ -69,6 +70,7 @@ Timestamp = Annotated[str, AfterValidator(_iso_timestamp)]
 
 class _Part(BaseModel):
     # Readers accept fields added by newer writers of the same format_version and keep them.
+    # Optional parts are absent when unused, never null (SkipJsonSchema keeps null out of the schema).
     model_config = ConfigDict(extra="allow")
 
 
@@ -77,7 +79,7 @@ class FileEntry(_Part):
 
     sha256: Sha256
     bytes: NonNegativeInt
-    rows: NonNegativeInt | None = None
+    rows: NonNegativeInt | SkipJsonSchema[None] = None
     """Non-empty lines of a JSONL file (stats.json: 1)."""
 
 
@@ -105,7 +107,7 @@ class SnapshotCounts(_Part):
     sessions_val: NonNegativeInt
     dropped: dict[str, NonNegativeInt]
     examples: SplitCounts
-    preference: PreferenceCounts | None = None
+    preference: PreferenceCounts | SkipJsonSchema[None] = None
     messages: NonNegativeInt
 
 
@@ -127,8 +129,8 @@ class DisjointCheck(_Part):
 
 
 class Decontamination(_Part):
-    excluded_task_ids: ExcludedTasks | None = None
-    disjoint_from: list[DisjointCheck] | None = None
+    excluded_task_ids: ExcludedTasks | SkipJsonSchema[None] = None
+    disjoint_from: list[DisjointCheck] | SkipJsonSchema[None] = None
 
 
 class SnapshotManifest(_Part):
@@ -146,7 +148,7 @@ class SnapshotManifest(_Part):
     spec: dict[str, Any]
     counts: SnapshotCounts
     files: dict[str, FileEntry]
-    decontamination: Decontamination | None = None
+    decontamination: Decontamination | SkipJsonSchema[None] = None
 
     @field_validator("files")
     @classmethod
