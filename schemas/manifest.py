@@ -18,7 +18,6 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, field_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from schemas.exceptions import ManifestError, ManifestVersionError
 
@@ -68,10 +67,19 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 Timestamp = Annotated[str, AfterValidator(_iso_timestamp)]
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    # Optional parts are left out when unused, never written as null; the schema says so.
+    for prop in schema.get("properties", {}).values():
+        options = prop.get("anyOf", [])
+        if {"type": "null"} in options:
+            rest = [option for option in prop.pop("anyOf") if option != {"type": "null"}]
+            prop.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+            prop.pop("default", None)
+
+
 class _Part(BaseModel):
     # Readers accept fields added by newer writers of the same format_version and keep them.
-    # Optional parts are absent when unused, never null (SkipJsonSchema keeps null out of the schema).
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_absent_not_null)
 
 
 class FileEntry(_Part):
@@ -79,7 +87,7 @@ class FileEntry(_Part):
 
     sha256: Sha256
     bytes: NonNegativeInt
-    rows: NonNegativeInt | SkipJsonSchema[None] = None
+    rows: NonNegativeInt | None = None
     """Non-empty lines of a JSONL file (stats.json: 1)."""
 
 
@@ -107,7 +115,7 @@ class SnapshotCounts(_Part):
     sessions_val: NonNegativeInt
     dropped: dict[str, NonNegativeInt]
     examples: SplitCounts
-    preference: PreferenceCounts | SkipJsonSchema[None] = None
+    preference: PreferenceCounts | None = None
     messages: NonNegativeInt
 
 
@@ -129,8 +137,8 @@ class DisjointCheck(_Part):
 
 
 class Decontamination(_Part):
-    excluded_task_ids: ExcludedTasks | SkipJsonSchema[None] = None
-    disjoint_from: list[DisjointCheck] | SkipJsonSchema[None] = None
+    excluded_task_ids: ExcludedTasks | None = None
+    disjoint_from: list[DisjointCheck] | None = None
 
 
 class SnapshotManifest(_Part):
@@ -148,7 +156,7 @@ class SnapshotManifest(_Part):
     spec: dict[str, Any]
     counts: SnapshotCounts
     files: dict[str, FileEntry]
-    decontamination: Decontamination | SkipJsonSchema[None] = None
+    decontamination: Decontamination | None = None
 
     @field_validator("files")
     @classmethod
