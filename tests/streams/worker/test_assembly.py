@@ -82,3 +82,31 @@ def test_missing_turns_are_visible():
     state, _ = _fold_all(dropped)
     row = session_row(state, now_ms=10_000, **ROW_KW)
     assert (row["num_turns"], row["turns_received"], row["missing_turns"]) == (5, 4, 1)
+
+
+def test_a_session_read_back_from_the_lake_has_the_state_folding_built(tmp_path):
+    """Eviction loses nothing: state_from_lake rebuilds every field fold_event filled (start and
+    end offsets are not stored, and the start/end times come from the events' own ts)."""
+    from dataclasses import replace
+    from datetime import datetime
+
+    from streams.worker.offline import write_events
+    from streams.worker.sessions import LakeSessions
+
+    events = _events(4)
+    assert {e.type for e in events} == {"session_start", "turn", "session_end", "outcome_reward", "judgment"}
+    lake = str(tmp_path / "lake")
+    write_events(lake, events, topic="t", now=1_800_000_000.0)
+    folded, _ = _fold_all(events)
+    folded = replace(folded, topic="t", last_record_ms=1_800_000_000_000, first_record_ms=None)
+
+    loaded, stored_status = LakeSessions(lake).load([folded.session_id], topic="t", partition_of={})[folded.session_id]
+
+    def ms(iso):
+        return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+    assert stored_status == (folded.end.status, True)
+    assert loaded == replace(
+        folded, start=folded.start._replace(offset=-1), end=folded.end._replace(offset=-1),
+        first_record_ms=ms(folded.start.ts), end_record_ms=ms(folded.end.ts),
+    )
