@@ -2,9 +2,9 @@
 
 A `SessionState` lives in the worker's open-sessions cache, keyed by session_id. Updating it is
 idempotent under replay: every first-seen fact records the Kafka offset it came from, so the
-same record read again (after a crash, before its batch reached the lake) is recognised as "the
-first sighting again" and its rows are re-offered to the writer, whose offset check decides,
-while a true duplicate (another offset) is dropped.
+same record read again (a restarted worker replaying records the lake already holds, the guard
+seeking back over a hole) is recognised as "the first sighting again" and its rows are re-offered to the writer,
+whose offset check decides, while a true duplicate (another offset) is dropped.
 """
 
 from __future__ import annotations
