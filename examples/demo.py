@@ -21,9 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from schemas.exceptions import RolloutLakeError
+
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class DemoError(RolloutLakeError):
+    """A stage of the demo failed (the worker died, the lake stayed short, the snapshot failed): exit 1."""
 
 
 # Defaults per device: (CPU, CUDA). A flag given on the command line always wins.
@@ -139,7 +145,7 @@ def _wait_for_sessions(lake: Path, run_id: str, n: int, services: Services, time
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if services.worker is not None and services.worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {services.worker.returncode}; see {services.out / 'worker.log'}")
+            raise DemoError(f"the worker exited with code {services.worker.returncode}; see {services.out / 'worker.log'}")
         try:
             with connect(str(lake)) as con:
                 got = con.query(
@@ -150,7 +156,7 @@ def _wait_for_sessions(lake: Path, run_id: str, n: int, services: Services, time
         except Exception:  # tables not created yet
             pass
         time.sleep(1.0)
-    raise RuntimeError(f"the lake did not show {n} finalized sessions of run {run_id} within {timeout:.0f}s")
+    raise DemoError(f"the lake did not show {n} finalized sessions of run {run_id} within {timeout:.0f}s")
 
 
 def _step(console: Any, title: str) -> None:
@@ -224,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
             "--granularity", "turn", "--context-turns", "0", "--val-fraction", "0",
         ])
         if code:
-            raise RuntimeError("the snapshot failed; see the message above")
+            raise DemoError("the snapshot failed; see the message above")
         shutil.copy(snapshot / "manifest.json", report / "snapshot_manifest.json")
         timings["stats_snapshot_s"] = time.monotonic() - t0
 
@@ -282,17 +288,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("interrupted: broker and worker stopped", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    from schemas.cli import run_cli
+
+    return run_cli(lambda args: run(_parser().parse_args(args)), argv)
 
 
 if __name__ == "__main__":

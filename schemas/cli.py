@@ -1,6 +1,7 @@
 """One error convention for the project's command lines (`python -m streams|lake|trainer`).
 
-Exit status: 0 done, 1 failed, 2 bad input (argparse usage errors included), 130 interrupted.
+Exit status: 0 done, 1 failed, 2 bad input (argparse usage errors included), 130 interrupted,
+141 when the reader of our output went away (`lake sql ... | head`), as a tool killed by SIGPIPE.
 Bad input is a RolloutLakeError that is also a ValueError; a class may state its own status
 with an `exit_code` attribute (an empty snapshot is a ValueError to Python callers but a
 result, not a typo, to a shell script: exit 1). Errors are one line on stderr; --debug shows
@@ -9,16 +10,18 @@ the traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from schemas.exceptions import RolloutLakeError
 
-__all__ = ["BAD_INPUT", "EXIT_STATUS", "FAILED", "INTERRUPTED", "exit_code_for", "run_cli"]
+__all__ = ["BAD_INPUT", "BROKEN_PIPE", "EXIT_STATUS", "FAILED", "INTERRUPTED", "exit_code_for", "run_cli"]
 
 FAILED = 1
 BAD_INPUT = 2
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 # For each CLI's --help epilog.
 EXIT_STATUS = "exit status: 0 done, 1 failed, 2 bad input or usage, 130 interrupted; --debug shows tracebacks"
@@ -47,6 +50,15 @@ def run_cli(main: Callable[[list[str]], int], argv: Sequence[str] | None = None,
             raise
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # Nothing left to tell: whoever read stdout stopped (`| head`). Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again with a second message.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE
     except Exception as exc:
         if show_traceback:
             raise

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
+    from schemas.extras import require
+
+    require("train", what="`python -m trainer.evaluate`")
     from schemas.cli import EXIT_STATUS
     from trainer.config import build_parser, parse_dataclasses
 

@@ -7,6 +7,8 @@ import os
 import re
 import sys
 
+from examples.crafter.exceptions import CrafterConfigError
+
 __all__ = ["main", "parse_seeds"]
 
 
@@ -16,7 +18,7 @@ def parse_seeds(text: str) -> list[int]:
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match or (match.group(2) and int(match.group(2)) < int(match.group(1))):
-            raise ValueError(f"--seeds {text!r}: expected a range like 0-9 or a list like 1,2,3")
+            raise CrafterConfigError(f"--seeds {text!r}: expected a range like 0-9 or a list like 1,2,3")
         first = int(match.group(1))
         seeds.extend(range(first, int(match.group(2) or first) + 1))
     return seeds
@@ -41,30 +43,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    from schemas.cli import run_cli
+
+    return run_cli(lambda args: _run(_parser().parse_args(args)), argv)
 
 
 def _run(args: argparse.Namespace) -> int:
     import uuid
 
+    from schemas.extras import require
+
+    require("crafter", what="the Crafter task app")
+    if args.policy == "model":
+        require("train", "torch", "transformers", what="--policy model")
     from examples.crafter.taskapp import run_episodes
 
-    if args.seeds:
-        seeds = parse_seeds(args.seeds)
-    else:
-        seeds = list(range(args.episodes or 1))
+    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.episodes or 1))
     if args.episodes is not None:
         if args.episodes < 1:
-            raise ValueError(f"--episodes {args.episodes}: expected >= 1")
+            raise CrafterConfigError(f"--episodes {args.episodes}: expected >= 1")
         seeds = [seeds[i % len(seeds)] for i in range(args.episodes)]
     run_id = args.run_id or f"crafter-{uuid.uuid4().hex[:8]}"
     bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

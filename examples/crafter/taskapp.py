@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from examples.crafter.exceptions import CrafterConfigError
 from examples.crafter.game import VIEW_SIZE, CrafterGame
 from examples.crafter.policies import Decision, Policy, make_policy
 from examples.crafter.render import SYSTEM_PROMPT, render_observation, render_outcome
@@ -173,7 +174,7 @@ async def play_episodes(
     `publisher` is a started RolloutPublisher, or None to play without publishing.
     """
     if max_turns < 1 or concurrency < 1:
-        raise ValueError(f"max_turns = {max_turns}, concurrency = {concurrency}: both must be >= 1")
+        raise CrafterConfigError(f"max_turns = {max_turns}, concurrency = {concurrency}: both must be >= 1")
     await asyncio.to_thread(policy.load)
     gate = asyncio.Semaphore(concurrency)
 

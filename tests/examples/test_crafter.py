@@ -289,7 +289,7 @@ def test_cli_dry_run_prints_episode_lines_and_a_summary(capsys: pytest.CaptureFi
     ],
 )
 def test_cli_user_errors_are_one_line_on_stderr(argv, error: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
+    assert main(argv) == 2  # bad input (schemas.cli)
     err = capsys.readouterr().err
     assert err.startswith(error) and err.count("\n") == 1
 

@@ -72,3 +72,19 @@ def test_the_return_value_and_argv_pass_through():
     seen = []
     assert run_cli(lambda argv: seen.append(argv) or 3, ("a", "--b")) == 3
     assert seen == [["a", "--b"]]
+
+
+def test_a_closed_pipe_ends_quietly_with_141():
+    """`python -m lake sql ... | head`: no error line and no traceback once the reader has gone."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom schemas.cli import run_cli\n"
+            "def main(argv):\n    for i in range(200_000):\n        print('row', i)\n    return 0\n"
+            "sys.exit(run_cli(main, []))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"row 0\n"
+    proc.stdout.close()  # the reader goes away, like `head -1`
+    stderr = proc.stderr.read()
+    assert proc.wait(30) == 141
+    assert stderr == b""
