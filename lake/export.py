@@ -194,7 +194,7 @@ def build_snapshot(
         try:
             if spec.format == "preference":
                 from lake.preference import write_pairs
-                from lake.stream import prepare_system
+                from lake.lines import prepare_system
 
                 prepare_system(lake, spec)
 
@@ -206,7 +206,7 @@ def build_snapshot(
                 total_examples = counts["preference"]["pairs"]
                 messages = counts["preference"].pop("messages")
             else:
-                from lake.stream import prepare_lines, write_lines
+                from lake.lines import prepare_lines, write_lines
 
                 prepare_lines(lake, spec)
                 messages = write_lines(lake, spec, sinks, roles, bar, batch_rows)

@@ -43,7 +43,7 @@ class _Rollout:
 
 def _rollouts(lake: Lake, spec: SnapshotSpec, batch_rows: int) -> Iterator[tuple[str, list[_Rollout]]]:
     """(task_id, its rollouts best first) for every task with a task_id, in task_id order."""
-    from lake.stream import has_message_json, rows_sql
+    from lake.lines import has_message_json, rows_sql
 
     sql = f"""
         {rows_sql(lake, dataclasses.replace(spec, granularity="session", format="messages"))}

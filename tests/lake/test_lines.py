@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import lake.stream as stream
+import lake.lines as lines
 from lake.cli import main
 
 from .conftest import session_events
@@ -22,10 +22,10 @@ def test_python_and_arrow_writers_agree(lake_factory, tmp_path, monkeypatch, fla
                                                                          invalid=[1] if i == 2 else [])])
     outs = {}
     # "ranges": every line its own ordered range (what a snapshot bigger than memory does).
-    for name, small_rows, range_bytes in (("python", 10**12, stream.RANGE_BYTES), ("arrow", -1, stream.RANGE_BYTES),
+    for name, small_rows, range_bytes in (("python", 10**12, lines.RANGE_BYTES), ("arrow", -1, lines.RANGE_BYTES),
                                           ("ranges", -1, 1)):
-        monkeypatch.setattr(stream, "SMALL_ROWS", small_rows)
-        monkeypatch.setattr(stream, "RANGE_BYTES", range_bytes)
+        monkeypatch.setattr(lines, "SMALL_ROWS", small_rows)
+        monkeypatch.setattr(lines, "RANGE_BYTES", range_bytes)
         out = tmp_path / name
         assert main(["snapshot", "--lake", uri, "--out", str(out), "--no-progress", *flags]) == 0
         outs[name] = out
