@@ -21,7 +21,6 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
 from streams.worker.rows import RowBatch

@@ -238,7 +238,6 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import pyarrow as pa
 
     from lake.compare import compare_runs
     from lake.reader import connect

@@ -193,8 +193,8 @@ def build_snapshot(
         bar = _progress(total_examples, progress)
         try:
             if spec.format == "preference":
-                from lake.preference import write_pairs
                 from lake.lines import prepare_system
+                from lake.preference import write_pairs
 
                 prepare_system(lake, spec)
 

@@ -8,7 +8,6 @@ import multiprocessing
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 from deltalake import DeltaTable
 
 from lake.cli import main as lake_main

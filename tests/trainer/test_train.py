@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-
-import pytest
 
 from trainer.__main__ import main
 from trainer.report import LOSS_CURVE_FILE, SUMMARY_FILE

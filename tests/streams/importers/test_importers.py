@@ -16,8 +16,6 @@ from streams.importers import read_sft_jsonl, read_synth_sqlite, stable_id
 from tests.conftest import REPO, bad_synth_sessions, make_synth_db
 from tests.streams.conftest import events_by_session, read_topic
 
-
-
 EXPECTED_A_TURNS = [
     [
         {"role": "system", "content": "You are playing Crafter."},

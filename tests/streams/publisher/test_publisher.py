@@ -18,7 +18,7 @@ from streams import (
     SpoolError,
     SyncRolloutPublisher,
 )
-from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
+from streams.devtools.broker import EmbeddedBroker, free_port
 from tests.streams.conftest import events_by_session, read_topic
 
 MESSAGES = [
