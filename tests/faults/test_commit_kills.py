@@ -6,25 +6,16 @@ import random
 
 import pytest
 
-from streams.devtools.synthetic import make_sessions, poison_records, to_records
 from tests.conftest import assert_exact, complete, lake_counts, publish, wait_for
+from tests.faults.conftest import workload
 
 pytestmark = pytest.mark.fault
 
 HOOKS = "tests.faults.hooks:KillAt"
 
 
-def _workload(seed: int, n_sessions: int = 300):
-    sessions = make_sessions(n_sessions, 20, seed=seed, obs_chars=200)
-    records = to_records(sessions, seed=seed, duplicate_rate=0.05, early_reward_rate=0.1)
-    poison = poison_records(max(1, len(records) // 100), seed=seed)
-    records += poison
-    random.Random(seed).shuffle(records)
-    return sessions, records, poison
-
-
 def test_sigkill_before_and_after_delta_commits_then_restart(broker, topic_factory, lake_uri_factory, worker_factory):
-    sessions, records, poison = _workload(seed=11)
+    sessions, records, poison = workload(seed=11)
     topic, lake = topic_factory(), lake_uri_factory()
     publish(broker.bootstrap_servers, topic, records)
     group = "g-fault-points"
@@ -41,7 +32,7 @@ def test_sigkill_before_and_after_delta_commits_then_restart(broker, topic_facto
 
 
 def test_sigkill_at_random_moments_mid_stream(broker, topic_factory, lake_uri_factory, worker_factory):
-    sessions, records, poison = _workload(seed=12)
+    sessions, records, poison = workload(seed=12)
     topic, lake = topic_factory(), lake_uri_factory()
     publish(broker.bootstrap_servers, topic, records)
     total = sum(s.num_turns for s in sessions)
@@ -62,7 +53,7 @@ def test_sigkill_at_random_moments_mid_stream(broker, topic_factory, lake_uri_fa
 
 
 def test_two_workers_in_one_group_one_killed(broker, topic_factory, lake_uri_factory, worker_factory):
-    sessions, records, poison = _workload(seed=13, n_sessions=400)
+    sessions, records, poison = workload(seed=13, n_sessions=400)
     topic, lake = topic_factory(), lake_uri_factory()
     group = "g-fault-pair"
     a = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300")
@@ -94,7 +85,7 @@ def test_sigkill_between_the_appends_and_the_sessions_merge(broker, topic_factor
 
     from lake.tables import table_uri
 
-    sessions, records, poison = _workload(seed=14, n_sessions=150)
+    sessions, records, poison = workload(seed=14, n_sessions=150)
     topic, lake = topic_factory(1), lake_uri_factory()
     publish(broker.bootstrap_servers, topic, records)
     group = "g-fault-merge"
