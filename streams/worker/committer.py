@@ -3,7 +3,9 @@
 A batch is written as one append per table (each carrying the batch's Kafka offsets as Delta
 app transactions), then the sessions MERGE carrying the same offsets, which marks the batch
 whole. Only then are its records acknowledged, so Kafka's committed offset never passes the lake.
-At most one commit is in flight; the event loop fills the next batch meanwhile.
+At most one commit is in flight; the event loop fills the next batch meanwhile. A commit that
+fails stops the worker (`on_failure`): its records stay unacknowledged, and a restarted worker
+reads them again from the lake's offsets, so nothing is lost or written twice.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,12 +37,15 @@ class Committer:
         hooks: CommitHooks | None = None,
         on_committed: Callable[[RowBatch, dict[str, int]], Any] | None = None,
         ack: Callable[[Any], Any] | None = None,
+        on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
     ) -> None:
         self.writer = writer
         self.counters = counters
         self.hooks = hooks or NoHooks()
         self.on_committed = on_committed
         self.ack = ack or (lambda event: event.ack())  # a Faust event, or what the worker hands in
+        self.on_failure = on_failure
+        self._stopping: asyncio.Task[None] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
         self._appenders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-append")
         self.failure: BaseException | None = None
@@ -77,6 +82,9 @@ class Committer:
         except BaseException as exc:  # the worker must stop: un-acked records replay on restart
             log.critical("committing a batch to the lake failed: %r", exc)
             self.failure = exc
+            if self.on_failure is not None and isinstance(exc, Exception):
+                # Its own task: stopping the worker waits for the commit in flight, which is this one.
+                self._stopping = asyncio.ensure_future(self.on_failure(exc))
             return
         finally:
             self._in_flight = None

@@ -82,7 +82,7 @@ class Ingestor:
         self.counters: Counter[str] = Counter()
         self.committer = Committer(
             self.writer, counters=self.counters, hooks=hooks or load_hooks(settings.worker_hooks),
-            on_committed=self._on_committed, ack=ack,
+            on_committed=self._on_committed, ack=ack, on_failure=self._commit_failed,
         )
         self.guard = PartitionGuard(self.writer, run=self.committer.run, partition_log=partition_log, clock=clock,
                                     counters=self.counters)
@@ -176,6 +176,13 @@ class Ingestor:
             exc = LogResetError(f"could not check the topic's log against the lake: {exc!r}; restart the worker")
         self._failure = exc
         log.critical("LogResetError: %s", exc)
+        if self.crash is not None:
+            await self.crash(exc)
+
+    async def _commit_failed(self, exc: BaseException) -> None:
+        # A store that keeps failing is not cured by retrying here: stop, so a supervisor restarts
+        # the worker, which resumes from the lake's offsets (the failed batch was never acked).
+        log.critical("stopping the worker after a failed commit (%r): restart it; nothing unacknowledged is lost", exc)
         if self.crash is not None:
             await self.crash(exc)
 

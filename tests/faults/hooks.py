@@ -2,7 +2,8 @@
 
 KILL_BEFORE_COMMIT=N, KILL_AFTER_APPENDS=N or KILL_AFTER_COMMIT=N SIGKILL the worker at its N-th
 batch commit: before any Delta write, between the appends and the sessions MERGE, or after the
-whole batch is in the lake but before its records are acknowledged.
+whole batch is in the lake but before its records are acknowledged. FAIL_AFTER_APPENDS=N makes
+the N-th commit raise between the appends and the MERGE instead, as a store that went away would.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class KillAt:
 
     def after_appends(self, n: int) -> None:
         self._maybe_die("after_appends", n)
+        if os.environ.get("FAIL_AFTER_APPENDS") == str(n):
+            log.warning("fault injection: commit %d fails after its appends", n)
+            raise OSError(f"fault injection: the store went away during commit {n}")
 
     def after_commit(self, n: int) -> None:
         self._maybe_die("after_commit", n)

@@ -98,3 +98,21 @@ def test_sigkill_between_the_appends_and_the_sessions_merge(broker, topic_factor
     second = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300")
     wait_for(complete(lake, sessions, len(poison)), 240, "every session row after the restart", [first, second])
     assert_exact(lake, sessions, len(poison))
+
+
+def test_a_failed_commit_stops_the_worker_and_a_restart_loses_nothing(broker, topic_factory, lake_uri_factory,
+                                                                       worker_factory):
+    """A commit that raises (the store went away between the appends and the MERGE) must not leave
+    a worker running that no longer ingests: it stops, and the restarted one ingests every event once."""
+    sessions, records, poison = workload(seed=14, n_sessions=150)
+    topic, lake = topic_factory(), lake_uri_factory()
+    publish(broker.bootstrap_servers, topic, records)
+    group = "g-fault-commit-error"
+    failing = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300", WORKER_HOOKS=HOOKS, FAIL_AFTER_APPENDS="2")
+    wait_for(lambda: failing.proc.poll() is not None, 120, "the worker to stop after its failed commit", [failing])
+    log = failing.log()
+    assert "fault injection: commit 2 fails after its appends" in log
+    assert "stopping the worker after a failed commit" in log
+    restarted = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300")
+    wait_for(complete(lake, sessions, len(poison)), 240, "every event in the lake", [failing, restarted])
+    assert_exact(lake, sessions, len(poison))
