@@ -110,6 +110,7 @@ def test_a_failed_commit_stops_the_worker_and_a_restart_loses_nothing(broker, to
     group = "g-fault-commit-error"
     failing = worker_factory(topic, lake, group=group, BATCH_MAX_ROWS="300", WORKER_HOOKS=HOOKS, FAIL_AFTER_APPENDS="2")
     wait_for(lambda: failing.proc.poll() is not None, 120, "the worker to stop after its failed commit", [failing])
+    assert failing.proc.returncode != 0  # a supervisor's restart-on-failure policy must see it
     log = failing.log()
     assert "fault injection: commit 2 fails after its appends" in log
     assert "stopping the worker after a failed commit" in log
