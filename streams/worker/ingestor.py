@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from lake.tables import DEAD_LETTERS, REWARDS, SESSIONS, TURNS
+from lake.tables import DEAD_LETTERS, MESSAGES, REWARDS, SESSIONS, TURNS
 from lake.writer import LakeWriter
 from schemas import EventValidationError, Judgment, OutcomeReward, Turn, parse_event
 from streams.worker.assembly import SessionState, fold_event, session_row, session_status
@@ -303,7 +303,10 @@ class Ingestor:
             self.counters["duplicates"] += 1
         if fold.write_rows:
             if isinstance(event, Turn):
-                if self.guard.fresh(TURNS, tp, r.offset):
+                # A turn makes rows in two tables whose appends run in parallel: a crash can leave
+                # one committed without the other, so the rows go to the writer while either
+                # table lacks them (its offset check drops the half already in).
+                if self.guard.fresh(TURNS, tp, r.offset) or self.guard.fresh(MESSAGES, tp, r.offset):
                     batch.remember(r.topic, r.partition, r.offset, r.key, r.value, record_ms)
                     batch.add_turn(event, r.topic, r.partition, r.offset, record_ms)
             elif isinstance(event, (OutcomeReward, Judgment)) and self.guard.fresh(REWARDS, tp, r.offset):

@@ -179,3 +179,40 @@ def test_records_dropped_at_the_end_of_a_partition_are_read_again_once_it_goes_q
     assert ingestor.counters["rewinds"] == 1
     counts = lake_counts(lake)
     assert (counts["turns"], counts["messages"], counts["sessions"]) == (6, 24, 2)
+
+
+def test_a_crash_between_the_turns_and_the_messages_appends_loses_no_message(tmp_path):
+    """A batch's appends run in parallel, so SIGKILL can land after `turns` committed and before
+    `messages` did: the restarted worker reads the batch again and must still write its messages
+    (seen in tests/faults/test_commit_kills.py's random kills: 397 turns without their messages)."""
+    import pyarrow.compute as pc
+
+    from lake.tables import TURNS
+    from lake.writer import LakeWriter
+    from tests.conftest import read
+
+    events = [e for s in make_sessions(3, 4, seed=8) for e in s.events]
+    raw = [(e["session_id"].encode(), json.dumps(e).encode()) for e in events]
+    half = len(raw) // 2
+
+    def ingest(lake: str, offsets) -> None:
+        async def run() -> None:
+            ingestor = Ingestor(WorkerSettings(lake_uri=lake, rollout_topic="t"))
+            await ingestor.start()
+            await ingestor.on_assigned([("t", 0)])
+            for offset in offsets:
+                await ingestor.handle(*raw[offset], "t", 0, offset, 1.0e9)
+            await ingestor.stop()
+
+        asyncio.run(run())
+
+    reference, lake = str(tmp_path / "reference"), str(tmp_path / "lake")
+    ingest(reference, range(len(raw)))
+    ingest(lake, range(half))  # whole batches up to half - 1
+    # The crashed batch: its turns rows and their app transaction are in; messages and sessions are not.
+    turns = read(reference, TURNS)
+    LakeWriter(lake, app_id="rollout-lake").append(
+        TURNS, turns.filter(pc.greater_equal(turns["kafka_offset"], half)), offsets={("t", 0): len(raw) - 1})
+    assert lake_counts(lake)["turns"] == lake_counts(reference)["turns"]
+    ingest(lake, range(half, len(raw)))  # the restarted worker resumes at the last whole batch
+    assert lake_counts(lake) == lake_counts(reference)
