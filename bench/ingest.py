@@ -116,7 +116,7 @@ def _loadgen(bootstrap: str, topic: str, prefix: str, sessions: int, rate: float
 def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: bool) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from schemas.kafka import dead_letter_topic_for
+    from schemas.kafka import rollout_topics
     from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 
     slug = contender.replace(":", "_").replace("=", "-").replace(",", "_")
@@ -126,7 +126,7 @@ def run_contender(contender: str, conf: dict[str, Any], workdir: Path, profile: 
     log = workdir / slug / "worker.log"
     topic = "bench-rollouts"
     with EmbeddedBroker(port=free_port(), log_path=workdir / slug / "tansu.log") as broker:
-        create_topics(broker.bootstrap_servers, {topic: 4, dead_letter_topic_for(topic): 1})
+        create_topics(broker.bootstrap_servers, rollout_topics(topic, 4))
         env = _env(broker.bootstrap_servers, topic, lake, f"bench-{contender}")
         prof_path = workdir / slug / "pyspy.txt" if profile else None
         proc = _start(contender, env, log)

@@ -61,7 +61,7 @@ def _turn_count(lake: str) -> int:
 
 
 def run_case(store: str, workers: int, conf: dict[str, Any], broker: Any, s3: Any, workdir: Path) -> dict[str, Any]:
-    from schemas.kafka import dead_letter_topic_for
+    from schemas.kafka import rollout_topics
     from streams.devtools.broker import create_topics, free_port
 
     name = f"{store}-{workers}w"
@@ -69,7 +69,7 @@ def run_case(store: str, workers: int, conf: dict[str, Any], broker: Any, s3: An
     (workdir / name).mkdir(parents=True)
     lake = str(workdir / name / "lake") if store == "local" else f"s3://{s3.bucket()}/lake"
     topic = f"bench-{name}"
-    create_topics(broker.bootstrap_servers, {topic: PARTITIONS, dead_letter_topic_for(topic): 1})
+    create_topics(broker.bootstrap_servers, rollout_topics(topic, PARTITIONS))
     base = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "ROLLOUT_", "LAKE_", "BATCH_", "AWS_"))}
     env = dict(base, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers, ROLLOUT_TOPIC=topic, LAKE_URI=lake,
                WORKER_GROUP=f"bench-{name}", TOPIC_PARTITIONS=str(PARTITIONS), PYTHONUNBUFFERED="1",

@@ -27,7 +27,7 @@ from deltalake import DeltaTable
 
 from bench.common import REPO, SCRATCH, machine, machine_md, report
 from lake.tables import table_uri
-from schemas.kafka import dead_letter_topic_for
+from schemas.kafka import rollout_topics
 from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 from streams.devtools.synthetic import make_sessions, to_records
 
@@ -93,7 +93,7 @@ def run(total: int) -> dict:
     procs: list[subprocess.Popen] = []
     try:
         topic = "rollouts"
-        create_topics(broker.bootstrap_servers, {topic: 4, dead_letter_topic_for(topic): 1})
+        create_topics(broker.bootstrap_servers, rollout_topics(topic, 4))
         port = free_port()
         env = {**__import__("os").environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "ROLLOUT_TOPIC": topic,
                "LAKE_URI": str(lake), "WORKER_GROUP": "bench-memory", "WEB_PORT": str(port), "EVICT_AFTER_S": "1",

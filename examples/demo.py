@@ -98,11 +98,11 @@ class Services:
         self.topic = "rollout-events"
 
     def start(self, lake: Path) -> None:
-        from schemas.kafka import dead_letter_topic_for
+        from schemas.kafka import rollout_topics
         from streams.devtools.broker import EmbeddedBroker, free_port
 
         self.broker = EmbeddedBroker(
-            port=free_port(), topics={self.topic: 4, dead_letter_topic_for(self.topic): 1}, log_path=self.out / "broker.log"
+            port=free_port(), topics=rollout_topics(self.topic, 4), log_path=self.out / "broker.log"
         ).start()
         env = {
             **os.environ,

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_ROLLOUT_TOPIC", "KafkaSettings", "dead_letter_topic_for"]
+__all__ = ["DEFAULT_ROLLOUT_TOPIC", "KafkaSettings", "dead_letter_topic_for", "rollout_topics"]
 
 DEFAULT_ROLLOUT_TOPIC = "rollout-events"
 
@@ -20,6 +20,11 @@ def dead_letter_topic_for(topic: str) -> str:
     """The dead-letter topic of a rollout topic, unless DEAD_LETTER_TOPIC names another."""
     return f"{topic}.dead-letters"
 
+
+
+def rollout_topics(topic: str, partitions: int, *, dead_letter_topic: str | None = None) -> dict[str, int]:
+    """Topic -> partitions for a rollout topic and its dead-letter topic (one partition: it is small)."""
+    return {topic: partitions, dead_letter_topic or dead_letter_topic_for(topic): 1}
 
 class KafkaSettings(BaseSettings):
     """Where the broker is and how to talk to it (production brokers need the security fields)."""

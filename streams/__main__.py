@@ -11,13 +11,13 @@ __all__ = ["main"]
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from schemas.kafka import KafkaSettings, dead_letter_topic_for
+    from schemas.kafka import KafkaSettings, dead_letter_topic_for, rollout_topics
     from streams.devtools.broker import EmbeddedBroker
 
     settings = KafkaSettings()
     topic = args.topic or settings.rollout_topic
     dlq = settings.dead_letter_topic or dead_letter_topic_for(topic)
-    broker = EmbeddedBroker(host=args.host, port=args.port, topics={topic: args.partitions, dlq: 1})
+    broker = EmbeddedBroker(host=args.host, port=args.port, topics=rollout_topics(topic, args.partitions, dead_letter_topic=dlq))
 
     def _on_signal(signum: int, _frame: object) -> None:
         # Only forward the signal: waiting here would re-enter Popen.wait from the handler.

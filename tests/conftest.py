@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from schemas.kafka import dead_letter_topic_for
+from schemas.kafka import rollout_topics
 from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,7 +61,7 @@ def topic_factory(broker: EmbeddedBroker) -> Callable[..., str]:
 
     def make(partitions: int = 4, *, prefix: str = "rollouts") -> str:
         name = f"{prefix}-{next(_topic_counter)}-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap_servers, {name: partitions, dead_letter_topic_for(name): 1})
+        create_topics(broker.bootstrap_servers, rollout_topics(name, partitions))
         return name
 
     return make

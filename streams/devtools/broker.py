@@ -31,11 +31,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if _port_open(host, port):
+            return
+        time.sleep(0.05)
     raise BrokerError(f"broker at {host}:{port} did not accept connections within {timeout:.0f}s")
 
 
@@ -176,8 +174,3 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def default_topics(topic: str, dead_letter_topic: str, partitions: int) -> dict[str, int]:
-    return {topic: partitions, dead_letter_topic: 1}
-

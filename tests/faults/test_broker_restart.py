@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from schemas.kafka import dead_letter_topic_for
+from schemas.kafka import rollout_topics
 from streams import RolloutPublisher
 from streams.devtools.broker import EmbeddedBroker, create_topics, free_port
 from streams.devtools.synthetic import make_sessions, to_records
@@ -80,7 +80,7 @@ def _counts_of(events: list[dict]) -> dict[str, int]:
 def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_factory, tmp_path):
     bootstrap = own_broker.bootstrap_servers
     topic, lake, group = "rollouts", lake_uri_factory(), f"g-restart-{uuid.uuid4().hex[:6]}"
-    create_topics(bootstrap, {topic: 4, dead_letter_topic_for(topic): 1})
+    create_topics(bootstrap, rollout_topics(topic, 4))
     started: list[Worker] = []
 
     def worker(**extra: str) -> Worker:
@@ -122,7 +122,7 @@ def test_broker_restart_while_publishing(own_broker: EmbeddedBroker, lake_uri_fa
         down = time.time()
         time.sleep(1.0)
         own_broker.start()
-        create_topics(bootstrap, {topic: 4, dead_letter_topic_for(topic): 1})
+        create_topics(bootstrap, rollout_topics(topic, 4))
         up = time.time()
         app.join(120)
         assert not app.is_alive() and not errors, f"the SDK did not ride through the restart: {errors!r}"
