@@ -45,7 +45,7 @@ class Committer:
         self.on_committed = on_committed
         self.ack = ack or (lambda event: event.ack())  # a Faust event, or what the worker hands in
         self.on_failure = on_failure
-        self._stopping: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None  # holds the stop task so it is not collected mid-run
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
         self._appenders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-append")
         self.failure: BaseException | None = None
